@@ -1,0 +1,204 @@
+"""``LeadDB``: the engine, the Redis client and the entry points a service holds for life."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import redis.asyncio as aioredis
+from pydantic import SecretStr, ValidationError
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from leaddb import migrate as migrations
+from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from leaddb.errors import ConfigurationError, ConnectionFailedError
+from leaddb.settings import LeadDBSettings, masked_url
+
+logger = logging.getLogger("leaddb")
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``LeadDB.connect`` found: server versions and where they are (passwords masked)."""
+
+    database_url: str
+    postgres_version: str
+    redis_url: str
+    redis_version: str | None
+    embedded: bool
+
+
+class LeadDB:
+    """One per process: owns the connection pool and the Redis client.
+
+    Create it with ``await LeadDB.connect(settings)`` and close it with ``await db.close()``
+    (or use it as an async context manager).
+    """
+
+    def __init__(
+        self,
+        settings: LeadDBSettings,
+        engine: AsyncEngine,
+        redis: aioredis.Redis,
+        info: ServerInfo,
+        *,
+        embedded: tuple[EmbeddedPostgres | None, EmbeddedRedis | None] = (None, None),
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.redis = redis
+        self.info = info
+        self._embedded = embedded
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, settings: LeadDBSettings | None = None) -> LeadDB:
+        """Connect to PostgreSQL and Redis, starting embedded servers for unset URLs.
+
+        Raises ConfigurationError for bad settings and ConnectionFailedError when PostgreSQL
+        cannot be reached; an unreachable Redis only logs a warning (the cache is optional).
+        """
+        if settings is None:
+            try:
+                settings = LeadDBSettings()
+            except ValidationError as error:
+                raise ConfigurationError(_one_line(error)) from None
+        embedded_pg: EmbeddedPostgres | None = None
+        embedded_redis: EmbeddedRedis | None = None
+        if settings.database_url is None:
+            embedded_pg = await asyncio.to_thread(start_postgres, settings.embedded_data_dir)
+            settings = settings.model_copy(update={"database_url": SecretStr(embedded_pg.url)})
+        if settings.redis_url is None:
+            embedded_redis = await asyncio.to_thread(start_redis, settings.embedded_data_dir)
+            settings = settings.model_copy(update={"redis_url": SecretStr(embedded_redis.url)})
+
+        engine = create_engine(settings)
+        try:
+            postgres_version = await _check_postgres(engine, settings)
+        except BaseException:
+            await engine.dispose()
+            raise
+        redis = create_redis(settings)
+        redis_version = await _check_redis(redis, settings)
+        info = ServerInfo(
+            database_url=masked_url(settings.sqlalchemy_url().render_as_string(False)),
+            postgres_version=postgres_version,
+            redis_url=masked_url(settings.redis_url_value()),
+            redis_version=redis_version,
+            embedded=embedded_pg is not None or embedded_redis is not None,
+        )
+        return cls(settings, engine, redis, info, embedded=(embedded_pg, embedded_redis))
+
+    async def migrate(self, revision: str = "head") -> str | None:
+        """Upgrade the schema (Alembic, from the installed package); returns the new revision."""
+        try:
+            return await migrations.upgrade(self.engine, revision)
+        except (SQLAlchemyError, OSError) as error:
+            raise ConnectionFailedError(f"migration failed: {_describe(error)}") from error
+
+    async def close(self) -> None:
+        """Close the pool and the Redis client. Embedded servers keep running for the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.engine.dispose()
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def create_engine(settings: LeadDBSettings) -> AsyncEngine:
+    """The async engine leaddb uses, configured from settings."""
+    server_settings = {"application_name": "leaddb"}
+    if settings.statement_timeout_seconds:
+        server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
+    return create_async_engine(
+        settings.sqlalchemy_url(),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        echo=settings.echo_sql,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+        connect_args={
+            "timeout": settings.connect_timeout_seconds,
+            "server_settings": server_settings,
+        },
+    )
+
+
+def create_redis(settings: LeadDBSettings) -> aioredis.Redis:
+    """The Redis client leaddb uses: short timeouts, because the cache must never stall a call."""
+    timeout = settings.redis_socket_timeout_seconds
+    return aioredis.Redis.from_url(
+        settings.redis_url_value(),
+        socket_timeout=timeout,
+        socket_connect_timeout=max(timeout, 1.0),
+        decode_responses=False,
+    )
+
+
+async def _check_postgres(engine: AsyncEngine, settings: LeadDBSettings) -> str:
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text("SHOW server_version"))
+            return str(result.scalar_one())
+    except (SQLAlchemyError, OSError, TimeoutError) as error:
+        where = masked_url(settings.sqlalchemy_url().render_as_string(False))
+        raise ConnectionFailedError(
+            f"cannot connect to PostgreSQL at {where} (LEADDB_DATABASE_URL): {_describe(error)}"
+        ) from None
+
+
+async def _check_redis(redis: aioredis.Redis, settings: LeadDBSettings) -> str | None:
+    try:
+        server = await redis.info("server")
+        return str(server.get("redis_version"))
+    except (RedisError, OSError) as error:
+        logger.warning(
+            "Redis at %s (LEADDB_REDIS_URL) is unreachable, reads go to PostgreSQL: %s",
+            masked_url(settings.redis_url_value()),
+            _describe(error),
+        )
+        return None
+
+
+def _describe(error: BaseException) -> str:
+    """The driver's own reason in one line, without SQLAlchemy's boilerplate."""
+    cause: BaseException = error
+    original = getattr(error, "orig", None)
+    if isinstance(original, BaseException):
+        cause = original
+    while cause.__cause__ is not None and not str(cause):
+        cause = cause.__cause__
+    message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {message}" if message else type(cause).__name__
+
+
+def _one_line(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = "LEADDB_" + "_".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(message if message.startswith("LEADDB_") else f"{name}: {message}")
+    return "; ".join(problems)

@@ -1,0 +1,133 @@
+"""Configuration: ``LeadDBSettings`` reads ``LEADDB_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "LEADDB_"
+
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+
+
+def _env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _default_data_dir() -> Path:
+    # Unix socket paths are limited to ~107 bytes, and pgserver puts its socket in the data
+    # directory, so the default stays short.
+    return Path.home() / ".leaddb"
+
+
+class LeadDBSettings(BaseSettings):
+    """Every setting of leaddb. Each field is read from ``LEADDB_<NAME>`` (or a ``.env`` file).
+
+    URLs are secrets: their passwords never appear in a repr, a log line or an error message.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", validate_default=True
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql:// URL; unset starts the embedded PostgreSQL (extra 'embedded').",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://, rediss:// or unix:// URL; unset starts the embedded Redis.",
+    )
+    pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    max_overflow: Annotated[int, Field(ge=0, le=1000)] = 10
+    pool_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    statement_timeout_seconds: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 10.0
+    cache_enabled: bool = True
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 300
+    redis_socket_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
+    embedded_data_dir: Path = Field(default_factory=_default_data_dir)
+    credentials_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s), comma-separated (newest first), for integration credentials.",
+    )
+    echo_sql: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        url = _parse_url(value.get_secret_value(), "database_url")
+        if url.drivername not in _POSTGRES_SCHEMES:
+            raise ValueError(
+                f"{_env_name('database_url')} must be a postgresql:// URL, not {url.drivername}://"
+            )
+        if not url.database:
+            raise ValueError(f"{_env_name('database_url')} names no database")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = value.get_secret_value().split("://", 1)[0].lower()
+        if "://" not in value.get_secret_value() or scheme not in _REDIS_SCHEMES:
+            raise ValueError(
+                f"{_env_name('redis_url')} must be a redis://, rediss:// or unix:// URL, "
+                f"not {scheme!r}"
+            )
+        return value
+
+    @field_validator("embedded_data_dir")
+    @classmethod
+    def _check_data_dir(cls, value: Path) -> Path:
+        value = value.expanduser()
+        # pgserver's socket is <dir>/.s.PGSQL.5432; sun_path holds 107 bytes.
+        if len(str(value.absolute())) > 80:
+            raise ValueError(
+                f"{_env_name('embedded_data_dir')} is too long for a unix socket path "
+                "(keep it under 80 characters)"
+            )
+        return value
+
+    @classmethod
+    def from_env(cls, env_file: Path | str | None = ".env") -> LeadDBSettings:
+        """Read the environment and ``env_file`` (None: the environment alone)."""
+        options: dict[str, Any] = {"_env_file": env_file}
+        return cls(**options)
+
+    def sqlalchemy_url(self) -> URL:
+        """The database URL with the asyncpg driver, for SQLAlchemy (password included)."""
+        if self.database_url is None:
+            raise ValueError("database_url is not set")
+        url = _parse_url(self.database_url.get_secret_value(), "database_url")
+        return url.set(drivername="postgresql+asyncpg")
+
+    def redis_url_value(self) -> str:
+        """The Redis URL as a plain string, for redis-py."""
+        if self.redis_url is None:
+            raise ValueError("redis_url is not set")
+        return self.redis_url.get_secret_value()
+
+
+def _parse_url(raw: str, field: str) -> URL:
+    try:
+        return make_url(raw.strip())
+    except ArgumentError:
+        raise ValueError(f"{_env_name(field)} is not a valid URL") from None
+
+
+def masked_url(raw: str) -> str:
+    """A URL with its password replaced, safe to print."""
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"

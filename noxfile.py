@@ -1,0 +1,47 @@
+"""Developer and CI tasks. `nox -s tests` and `nox -s demo` are the README's two commands."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+BENCH_PEERS = ["advanced-alchemy>=0.20", "fastcrud>=0.15"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite against real servers (embedded ones unless LEADDB_TEST_* are set)."""
+    session.install("-e", ".[dev,embedded]")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the library, the tests, the stubs and the example service."""
+    session.install("-e", ".[dev,embedded]")
+    session.run("mypy", "--strict")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """`leaddb demo`: embedded servers unless LEADDB_DATABASE_URL / LEADDB_REDIS_URL are set."""
+    session.install("-e", ".[embedded]")
+    session.run("leaddb", "demo", *session.posargs)
+
+
+@nox.session
+def migrations(session: nox.Session) -> None:
+    """upgrade -> downgrade -> upgrade, and autogenerate finds no difference from the models."""
+    session.install("-e", ".[dev,embedded]")
+    session.run("pytest", "-q", "tests/integration/test_migrations.py", *session.posargs)

