@@ -52,6 +52,9 @@ class LeadDBSettings(BaseSettings):
     cache_enabled: bool = True
     cache_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 300
     redis_socket_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
+    session_idle_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 7 * 86_400
+    session_absolute_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 30 * 86_400
+    session_max_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
     embedded_data_dir: Path = Field(default_factory=_default_data_dir)
     credentials_key: SecretStr | None = Field(
         default=None,
