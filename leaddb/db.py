@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import uuid
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
+import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from pydantic import SecretStr, ValidationError
@@ -15,11 +18,17 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from leaddb import migrate as migrations
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError
+from leaddb.repositories.pagination import CursorCodec
 from leaddb.settings import LeadDBSettings, masked_url
+from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
+
+if TYPE_CHECKING:
+    from leaddb.cache.unit import CacheUnit
 
 logger = logging.getLogger("leaddb")
 
@@ -50,6 +59,7 @@ class LeadDB:
         self,
         settings: LeadDBSettings,
         engine: AsyncEngine,
+        pool: asyncpg.Pool,
         redis: aioredis.Redis,
         info: ServerInfo,
         *,
@@ -57,10 +67,26 @@ class LeadDB:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        self.pool = pool
         self.redis = redis
         self.info = info
+        self.cursors = CursorCodec(_cursor_key(settings))
         self._embedded = embedded
         self._closed = False
+
+    def tenant(
+        self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
+    ) -> TenantUnitOfWork:
+        """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail."""
+        return TenantUnitOfWork(self, organization_id, actor_id=actor)
+
+    def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:
+        """A unit of work for organizations (and cross-tenant user lookup for login)."""
+        return PlatformUnitOfWork(self, actor_id=actor)
+
+    def cache_unit(self, tenant_id: uuid.UUID | None) -> CacheUnit | None:
+        """The cache's share of a new unit of work (None when the cache is off)."""
+        return None
 
     @classmethod
     async def connect(cls, settings: LeadDBSettings | None = None) -> LeadDB:
@@ -89,6 +115,11 @@ class LeadDB:
         except BaseException:
             await engine.dispose()
             raise
+        try:
+            pool = await create_pool(settings)
+        except BaseException:
+            await engine.dispose()
+            raise
         redis = create_redis(settings)
         redis_version = await _check_redis(redis, settings)
         info = ServerInfo(
@@ -98,7 +129,7 @@ class LeadDB:
             redis_version=redis_version,
             embedded=embedded_pg is not None or embedded_redis is not None,
         )
-        return cls(settings, engine, redis, info, embedded=(embedded_pg, embedded_redis))
+        return cls(settings, engine, pool, redis, info, embedded=(embedded_pg, embedded_redis))
 
     async def migrate(self, revision: str = "head") -> str | None:
         """Upgrade the schema (Alembic, from the installed package); returns the new revision."""
@@ -112,6 +143,7 @@ class LeadDB:
         if self._closed:
             return
         self._closed = True
+        await self.pool.close()
         await self.engine.dispose()
         await self.redis.aclose()
 
@@ -128,15 +160,15 @@ class LeadDB:
 
 
 def create_engine(settings: LeadDBSettings) -> AsyncEngine:
-    """The async engine leaddb uses, configured from settings."""
+    """The SQLAlchemy engine (migrations, Alembic, introspection), configured from settings."""
     server_settings = {"application_name": "leaddb"}
     if settings.statement_timeout_seconds:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
+    # Migrations and introspection only: the data path has its own asyncpg pool, so this
+    # engine keeps no idle connections.
     return create_async_engine(
         settings.sqlalchemy_url(),
-        pool_size=settings.pool_size,
-        max_overflow=settings.max_overflow,
-        pool_timeout=settings.pool_timeout,
+        poolclass=NullPool,
         echo=settings.echo_sql,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
@@ -145,6 +177,61 @@ def create_engine(settings: LeadDBSettings) -> AsyncEngine:
             "server_settings": server_settings,
         },
     )
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    # JSONB's binary format: a version byte, then the JSON text.
+    return b"\x01" + orjson.dumps(value)
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_jsonb_encode, decoder=_jsonb_decode, format="binary"
+    )
+    await connection.set_type_codec(
+        "json", schema="pg_catalog", encoder=_json_dumps, decoder=orjson.loads, format="text"
+    )
+
+
+async def create_pool(settings: LeadDBSettings) -> asyncpg.Pool:
+    """The asyncpg pool the units of work draw from.
+
+    SQLAlchemy's engine serves migrations and introspection; the data path runs on asyncpg
+    directly (see leaddb.repositories.sql for why).
+    """
+    url = settings.sqlalchemy_url().set(drivername="postgresql")
+    server_settings = {"application_name": "leaddb"}
+    if settings.statement_timeout_seconds:
+        server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
+    try:
+        pool = await asyncpg.create_pool(
+            url.render_as_string(hide_password=False),
+            min_size=1,
+            max_size=settings.pool_size + settings.max_overflow,
+            timeout=settings.connect_timeout_seconds,
+            server_settings=server_settings,
+            init=_init_connection,
+        )
+    except (asyncpg.PostgresError, OSError, TimeoutError) as error:
+        raise ConnectionFailedError(
+            f"cannot connect to PostgreSQL at {masked_url(url.render_as_string(False))} "
+            f"(LEADDB_DATABASE_URL): {_describe(error)}"
+        ) from None
+    return pool
+
+
+def _cursor_key(settings: LeadDBSettings) -> bytes:
+    """The key that signs pagination cursors: the configured secret, else one derived from the
+    database URL, which every process of a deployment shares and no client knows."""
+    if settings.cursor_secret is not None:
+        material = settings.cursor_secret.get_secret_value()
+    else:
+        material = settings.sqlalchemy_url().render_as_string(hide_password=False)
+    return hashlib.sha256(b"leaddb-cursor\x00" + material.encode()).digest()
 
 
 def create_redis(settings: LeadDBSettings) -> aioredis.Redis:

@@ -90,5 +90,11 @@ class UnitOfWorkClosedError(LeadDBError):
     """The unit of work was used after it was committed, rolled back or left."""
 
 
+class TransactionFailedError(LeadDBError):
+    """A statement of this unit of work failed earlier, so PostgreSQL rolled the transaction
+    back: nothing of it was committed. Wrap work that may fail in ``uow.savepoint()`` to go on
+    after a failure."""
+
+
 class RetryableError(LeadDBError):
     """A serialization failure or deadlock: the whole unit of work may be retried."""

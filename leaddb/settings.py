@@ -60,6 +60,10 @@ class LeadDBSettings(BaseSettings):
         default=None,
         description="Fernet key(s), comma-separated (newest first), for integration credentials.",
     )
+    cursor_secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs pagination cursors; unset: derived from database_url.",
+    )
     echo_sql: bool = False
 
     @field_validator("database_url")

@@ -1,0 +1,1 @@
+"""The Redis unit-of-work cache."""

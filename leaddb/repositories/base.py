@@ -1,0 +1,277 @@
+"""The generic repository's writes: create, bulk create, update, delete, restore, upsert.
+
+Each write is one statement that also writes the audit row (leaddb.repositories.statements),
+checks the version where one is expected, and stamps the tenant from the unit of work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+from uuid_utils.compat import uuid7
+
+from leaddb.errors import (
+    InvalidFilterError,
+    NotFoundError,
+    StaleVersionError,
+    TenantViolationError,
+)
+from leaddb.repositories import statements
+from leaddb.repositories.reads import ModelT, ReadRepository, _run, as_uuid
+
+CreateT = TypeVar("CreateT", bound=BaseModel)
+UpdateT = TypeVar("UpdateT", bound=BaseModel)
+
+COPY_THRESHOLD = 200
+
+
+class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
+    """Reads plus inserts: for rows that are never changed once written (audit, history)."""
+
+    audited: ClassVar[bool] = True
+
+    def prepare_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Turn schema fields into column values; the default keeps them as they are."""
+        return values
+
+    def _checked_values(self, payload: BaseModel, *, exclude_unset: bool) -> dict[str, Any]:
+        values = payload.model_dump(exclude_unset=exclude_unset)
+        tenant_field = values.pop("organization_id", None)
+        if (
+            self._shape.tenant_scoped
+            and tenant_field is not None
+            and tenant_field != self._uow.require_tenant()
+        ):
+            raise TenantViolationError(
+                f"{self._shape.entity} payload names organization {tenant_field}, "
+                "not this unit of work's tenant"
+            )
+        for immutable in ("id", "created_at", "updated_at", "version", "deleted_at"):
+            values.pop(immutable, None)
+        values = self.prepare_values(values)
+        unknown = set(values) - set(self.table.c.keys())
+        if unknown:
+            raise InvalidFilterError(f"{self._shape.entity} has no columns {sorted(unknown)}")
+        return values
+
+    def _action_and_actor(self, action: str) -> tuple[str, uuid.UUID | None]:
+        return action, self._uow.actor_id
+
+    def _written(self, *ids: uuid.UUID) -> None:
+        self._uow.record_write(self._shape.entity, ids)
+
+    # -- writes --------------------------------------------------------------------------
+
+    def _insert_values(self, data: CreateT) -> dict[str, Any]:
+        values = self._checked_values(data, exclude_unset=False)
+        values["id"] = uuid7()
+        if self._shape.tenant_scoped:
+            values["organization_id"] = self._uow.require_tenant()
+        return values
+
+    async def create(self, data: CreateT) -> ModelT:
+        """Insert one row (and its audit row, in the same statement)."""
+        values = self._insert_values(data)
+        columns = tuple(values)
+        sql = self._statement(
+            ("insert", columns),
+            lambda: statements.insert_one(self._shape, columns, audit=self.audited),
+        )
+        args = list(values.values())
+        if self.audited:
+            args.extend(self._action_and_actor("created"))
+        connection = await self._connection()
+        row = await _run(connection.fetchrow(sql, *args))
+        created: ModelT = self._hydrator.one(row)
+        self._written(row["id"])
+        return created
+
+    async def create_many(self, items: Sequence[CreateT]) -> list[ModelT]:
+        """Insert many rows: COPY into a scratch table, then one INSERT ... SELECT (with audit).
+
+        The round trips do not grow with the number of rows; small batches use one multi-row
+        statement per row instead of the scratch table.
+        """
+        if not items:
+            return []
+        rows = [self._insert_values(item) for item in items]
+        columns = tuple(rows[0])
+        if any(tuple(row) != columns for row in rows):
+            raise InvalidFilterError("create_many needs items of one schema")
+        connection = await self._connection()
+        if len(rows) < COPY_THRESHOLD:
+            return [await self.create(item) for item in items]
+        scratch = f"_leaddb_{self.table.name}"
+        table_name = self._shape.name
+        await _run(
+            connection.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {statements.quote(scratch)} "
+                f"(LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+        )
+        await _run(
+            connection.copy_records_to_table(
+                scratch, records=[tuple(row.values()) for row in rows], columns=list(columns)
+            )
+        )
+        sql = self._statement(
+            ("insert_from", columns),
+            lambda: statements.insert_from(
+                self._shape, columns, statements.quote(scratch), audit=self.audited
+            ),
+        )
+        args: list[Any] = list(self._action_and_actor("created")) if self.audited else []
+        written = await _run(connection.fetch(sql, *args))
+        await _run(connection.execute(f"TRUNCATE {statements.quote(scratch)}"))
+        created: list[ModelT] = self._hydrator.many(written)
+        self._uow.record_bulk_write(self._shape.entity)
+        return created
+
+
+class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT, UpdateT]):
+    """The whole generic repository: reads, inserts, and changes to existing rows.
+
+    Subclasses set ``model`` (the table class); they add the entity's own queries and may
+    override ``prepare_values`` to turn schema fields into columns (hashing, encryption).
+    """
+
+    async def update(
+        self, id: uuid.UUID, patch: UpdateT, *, expected_version: int | None = None
+    ) -> ModelT:
+        """Change the fields set in ``patch``; with ``expected_version``, only if still current.
+
+        One statement: it locks the row, checks the version, writes, bumps the version and
+        writes the audit row with the changed fields before and after.
+        """
+        key = as_uuid(id)
+        if key is None:
+            raise self._not_found(id)
+        values = self._checked_values(patch, exclude_unset=True)
+        if not values:
+            current = await self.get_one(key)
+            self._check_version(key, expected_version, getattr(current, "version", None))
+            return current
+        check = expected_version is not None and self._shape.versioned
+        fields = tuple(values)
+        sql = self._statement(
+            ("update", fields, check),
+            lambda: statements.update_one(
+                self._shape, fields, audit=self.audited, check_version=check
+            ),
+        )
+        args: list[Any] = [*self._key(key), *values.values()]
+        if check:
+            args.append(expected_version)
+        if self.audited:
+            args.extend(self._action_and_actor("updated"))
+        connection = await self._connection()
+        row = await _run(connection.fetchrow(sql, *args))
+        if row is None:
+            raise self._not_found(key)
+        data = dict(row)
+        actual = data.pop("_current_version")
+        if data["id"] is None:
+            raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
+        updated: ModelT = self._hydrator.one(data)
+        self._written(key)
+        return updated
+
+    def _check_version(self, key: uuid.UUID, expected: int | None, actual: int | None) -> None:
+        if expected is not None and actual is not None and expected != actual:
+            raise StaleVersionError(self._shape.entity, key, expected, actual)
+
+    async def update_many(self, ids: Collection[uuid.UUID], patch: UpdateT) -> list[ModelT]:
+        """Apply one patch to several rows; returns the updated rows (missing ids left out)."""
+        updated = []
+        for id in dict.fromkeys(ids):
+            try:
+                updated.append(await self.update(id, patch))
+            except NotFoundError:
+                continue
+        return updated
+
+    async def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
+        """Soft-delete (set ``deleted_at``) where the entity has it; otherwise delete the row."""
+        key = as_uuid(id)
+        if key is None:
+            raise self._not_found(id)
+        if self._shape.soft_delete:
+            await self._set_deleted(key, deleted=True, expected_version=expected_version)
+            return
+        check = expected_version is not None and self._shape.versioned
+        sql = self._statement(
+            ("delete", check),
+            lambda: statements.delete_one(self._shape, audit=self.audited, check_version=check),
+        )
+        args: list[Any] = list(self._key(key))
+        if check:
+            args.append(expected_version)
+        if self.audited:
+            args.extend(self._action_and_actor("deleted"))
+        connection = await self._connection()
+        row = await _run(connection.fetchrow(sql, *args))
+        if row is None:
+            if check:
+                actual = await _run(
+                    connection.fetchval(statements.current_version(self._shape), *self._key(key))
+                )
+                if actual is not None:
+                    raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
+            raise self._not_found(key)
+        self._written(key)
+
+    async def restore(self, id: uuid.UUID) -> ModelT:
+        """Bring a soft-deleted row back."""
+        key = as_uuid(id)
+        if key is None or not self._shape.soft_delete:
+            raise self._not_found(id)
+        return await self._set_deleted(key, deleted=False, expected_version=None)
+
+    async def _set_deleted(
+        self, key: uuid.UUID, *, deleted: bool, expected_version: int | None
+    ) -> ModelT:
+        check = expected_version is not None and self._shape.versioned
+        sql = self._statement(
+            ("soft", deleted, check),
+            lambda: statements.soft_delete(
+                self._shape, deleted=deleted, audit=self.audited, check_version=check
+            ),
+        )
+        args: list[Any] = list(self._key(key))
+        if check:
+            args.append(expected_version)
+        if self.audited:
+            args.extend(self._action_and_actor("deleted" if deleted else "restored"))
+        connection = await self._connection()
+        row = await _run(connection.fetchrow(sql, *args))
+        if row is None:
+            raise self._not_found(key)
+        data = dict(row)
+        actual = data.pop("_current_version")
+        if data["id"] is None:
+            raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
+        self._written(key)
+        result: ModelT = self._hydrator.one(data)
+        return result
+
+    async def _upsert(self, data: CreateT, conflict_target: str) -> ModelT:
+        """INSERT, or UPDATE the row that has the same natural key (``conflict_target``)."""
+        values = self._insert_values(data)
+        columns = tuple(values)
+        sql = self._statement(
+            ("upsert", columns, conflict_target),
+            lambda: statements.upsert_one(
+                self._shape, columns, conflict_target, audit=self.audited
+            ),
+        )
+        args = list(values.values())
+        if self.audited:
+            args.append(self._uow.actor_id)
+        connection = await self._connection()
+        row = await _run(connection.fetchrow(sql, *args))
+        result: ModelT = self._hydrator.one(row)
+        self._written(row["id"])
+        return result

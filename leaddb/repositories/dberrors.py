@@ -1,0 +1,97 @@
+"""Turning asyncpg's exceptions into leaddb's errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from asyncpg import exceptions as pgerr
+
+from leaddb.errors import (
+    ConflictError,
+    ConnectionFailedError,
+    ConstraintViolationError,
+    LeadDBError,
+    RetryableError,
+    StatementTimeoutError,
+    TransactionFailedError,
+)
+
+# "Key (organization_id, lower(email::text))=(…) already exists." -> the key's column list.
+_KEY_COLUMNS = re.compile(r"Key \((?P<columns>.+?)\)=")
+_FUNCTION_CALL = re.compile(r"^\w+\((?P<inner>[^)]*)\)$")
+
+
+def key_fields(detail: str | None) -> str | None:
+    """The caller-facing fields of a key in an error detail, without the tenant column."""
+    match = _KEY_COLUMNS.search(detail or "")
+    if match is None:
+        return None
+    fields = []
+    for raw in match.group("columns").split(", "):
+        column = raw.strip()
+        call = _FUNCTION_CALL.match(column)
+        if call is not None:
+            column = call.group("inner")
+        column = column.split("::", 1)[0].strip()
+        if column != "organization_id":
+            fields.append(column)
+    return ", ".join(fields) or None
+
+
+def translate(error: BaseException) -> LeadDBError | None:
+    """The leaddb error for a driver exception, or None when it is not a database error."""
+    if isinstance(error, pgerr.UniqueViolationError):
+        field = key_fields(error.detail)
+        return ConflictError(
+            f"{error.table_name or 'row'}: {field or error.constraint_name} already exists",
+            field=field,
+            constraint=error.constraint_name,
+        )
+    if isinstance(error, pgerr.ForeignKeyViolationError):
+        field = key_fields(error.detail)
+        return ConflictError(
+            f"{error.table_name}: {field or error.constraint_name} refers to a row that does not "
+            "exist in this organization, or is still referenced",
+            field=field,
+            constraint=error.constraint_name,
+        )
+    if isinstance(error, pgerr.CheckViolationError | pgerr.NotNullViolationError):
+        name = error.constraint_name or getattr(error, "column_name", None)
+        return ConstraintViolationError(
+            f"{error.table_name}: value refused by {name}", constraint=name
+        )
+    if isinstance(error, pgerr.SerializationError | pgerr.DeadlockDetectedError):
+        return RetryableError(f"transaction conflict, retry the unit of work: {error}")
+    if isinstance(error, pgerr.QueryCanceledError):
+        return StatementTimeoutError(f"statement cancelled: {error}")
+    if isinstance(error, pgerr.DataError):
+        return ConstraintViolationError(f"value refused by PostgreSQL: {error}")
+    if isinstance(error, asyncpg.PostgresConnectionError | pgerr.ConnectionDoesNotExistError):
+        return ConnectionFailedError(f"connection to PostgreSQL lost: {error}")
+    if isinstance(error, asyncpg.InterfaceError | OSError | ConnectionError):
+        return ConnectionFailedError(f"connection to PostgreSQL failed: {error}")
+    if isinstance(error, pgerr.InFailedSQLTransactionError):
+        return TransactionFailedError(
+            "an earlier statement of this unit of work failed, so its transaction is aborted; "
+            "roll back (or use uow.savepoint() around work that may fail)"
+        )
+    if isinstance(error, pgerr.PostgresError):
+        return LeadDBError(f"database error: {error}")
+    return None
+
+
+@asynccontextmanager
+async def database_errors() -> AsyncIterator[None]:
+    """Re-raise driver exceptions from the block as leaddb errors (the original as cause)."""
+    try:
+        yield
+    except LeadDBError:
+        raise
+    except Exception as error:
+        mapped = translate(error)
+        if mapped is None:
+            raise
+        raise mapped from error

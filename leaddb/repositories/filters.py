@@ -1,0 +1,198 @@
+"""Filters: small objects that add a condition to a statement.
+
+Each filter names a field of the entity, checked against the table when it is applied, and binds
+its value as a parameter: no text from a caller reaches the SQL. Entity repositories offer typed
+keyword arguments that build these (``uow.leads.list(status=LeadStatus.NEW)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import ColumnElement, Table, and_, func, not_, or_
+from sqlalchemy.dialects.postgresql import JSONB
+
+from leaddb.errors import InvalidFilterError
+
+OrderableT = TypeVar("OrderableT", int, float, Decimal, datetime, date)
+
+MAX_IN_VALUES = 10_000
+MAX_SEARCH_LENGTH = 200
+
+
+class Filter(Protocol):
+    """Something that can produce a WHERE condition over a table."""
+
+    def condition(self, table: Table) -> ColumnElement[bool]: ...
+
+
+def column(table: Table, field: str) -> ColumnElement[Any]:
+    """The column named ``field``, or InvalidFilterError naming the fields that exist."""
+    if not isinstance(field, str) or field not in table.c:
+        known = ", ".join(sorted(table.c.keys()))
+        raise InvalidFilterError(f"{table.name} has no field {field!r}; fields are: {known}")
+    return table.c[field]
+
+
+@dataclass(frozen=True, slots=True)
+class Eq:
+    """``field = value`` (``field IS NULL`` for None)."""
+
+    field: str
+    value: object
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        col = column(table, self.field)
+        return col.is_(None) if self.value is None else col == self.value
+
+
+@dataclass(frozen=True, slots=True)
+class In:
+    """``field`` is one of ``values`` (an empty collection matches nothing)."""
+
+    field: str
+    values: Collection[object]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        col = column(table, self.field)
+        if isinstance(self.values, str | bytes) or len(self.values) > MAX_IN_VALUES:
+            raise InvalidFilterError(f"{self.field}: give at most {MAX_IN_VALUES} values as a list")
+        return col.in_(list(self.values))
+
+
+@dataclass(frozen=True, slots=True)
+class NotIn:
+    """``field`` is none of ``values``."""
+
+    field: str
+    values: Collection[object]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        return not_(In(self.field, self.values).condition(table))
+
+
+@dataclass(frozen=True, slots=True)
+class Range(Generic[OrderableT]):
+    """Bounds on an orderable field; unset bounds are open. Also usable as a keyword value."""
+
+    gte: OrderableT | None = None
+    gt: OrderableT | None = None
+    lte: OrderableT | None = None
+    lt: OrderableT | None = None
+
+    def on(self, field: str) -> FieldRange:
+        return FieldRange(field, self)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRange:
+    field: str
+    bounds: Range[Any]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        col = column(table, self.field)
+        parts: list[ColumnElement[bool]] = []
+        if self.bounds.gte is not None:
+            parts.append(col >= self.bounds.gte)
+        if self.bounds.gt is not None:
+            parts.append(col > self.bounds.gt)
+        if self.bounds.lte is not None:
+            parts.append(col <= self.bounds.lte)
+        if self.bounds.lt is not None:
+            parts.append(col < self.bounds.lt)
+        if not parts:
+            raise InvalidFilterError(f"{self.field}: a range needs at least one bound")
+        return and_(*parts)
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull:
+    """``field IS NULL`` (or ``IS NOT NULL`` with ``null=False``)."""
+
+    field: str
+    null: bool = True
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        col = column(table, self.field)
+        return col.is_(None) if self.null else col.is_not(None)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayContains:
+    """An array field holds every one of ``values`` (uses a GIN index)."""
+
+    field: str
+    values: Sequence[str]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        col = column(table, self.field)
+        return col.contains(list(self.values))
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayOverlaps:
+    """An array field holds at least one of ``values``."""
+
+    field: str
+    values: Sequence[str]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        col = column(table, self.field)
+        condition: ColumnElement[bool] = col.overlap(list(self.values))
+        return condition
+
+
+@dataclass(frozen=True, slots=True)
+class JsonContains:
+    """A JSONB field contains ``value`` (``@>``; uses a GIN index)."""
+
+    field: str
+    value: dict[str, Any]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        col = column(table, self.field)
+        if not isinstance(col.type, JSONB):
+            raise InvalidFilterError(f"{self.field} is not a JSON field")
+        return col.contains(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """At least one of the filters holds."""
+
+    filters: Sequence[Filter]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        return or_(*(item.condition(table) for item in self.filters))
+
+
+@dataclass(frozen=True, slots=True)
+class TextSearch:
+    """Full-text match of ``query`` against ``vector`` (an expression over the table)."""
+
+    query: str
+    vector: ColumnElement[Any]
+
+    def condition(self, table: Table) -> ColumnElement[bool]:
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise InvalidFilterError("search: give a non-empty text")
+        if len(self.query) > MAX_SEARCH_LENGTH or "\x00" in self.query:
+            raise InvalidFilterError(f"search: at most {MAX_SEARCH_LENGTH} characters, no NUL")
+        return self.vector.op("@@")(func.websearch_to_tsquery("simple", self.query))
+
+
+def keyword(field: str, value: object) -> Filter:
+    """The filter a typed keyword argument stands for.
+
+    A ``Range`` is a range; a list, tuple, set or frozenset is membership; anything else is
+    equality (None: IS NULL).
+    """
+    if isinstance(value, Range):
+        return value.on(field)
+    if isinstance(value, list | tuple | set | frozenset):
+        return In(field, value)
+    return Eq(field, value)

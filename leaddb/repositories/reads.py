@@ -1,0 +1,254 @@
+"""The generic repository's reads: by key, by filters, keyset pages, counts.
+
+Written once for every entity. A tenant-scoped repository puts ``organization_id = $tenant``
+into every statement it sends and stamps the tenant on every row it inserts; the tenant comes
+from the unit of work and no argument can change it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import Select, Table, func, select, tuple_
+from sqlmodel import SQLModel
+
+from leaddb.errors import (
+    InvalidFilterError,
+    NotFoundError,
+)
+from leaddb.repositories import statements
+from leaddb.repositories.dberrors import translate
+from leaddb.repositories.filters import Filter, IsNull
+from leaddb.repositories.hydrate import Hydrator
+from leaddb.repositories.pagination import Page
+from leaddb.repositories.sql import compile_sql
+
+if TYPE_CHECKING:
+    from leaddb.uow import Connection, UnitOfWork
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
+
+MAX_PAGE_SIZE = 1000
+
+_ORDER_KINDS: dict[type[Any], type[Any]] = {
+    uuid.UUID: uuid.UUID,
+    datetime: datetime,
+    date: date,
+    int: int,
+    float: float,
+    Decimal: Decimal,
+    str: str,
+}
+
+
+async def _run(coroutine: Any) -> Any:
+    try:
+        return await coroutine
+    except Exception as error:
+        mapped = translate(error)
+        if mapped is None:
+            raise
+        raise mapped from error
+
+
+def as_uuid(value: object) -> uuid.UUID | None:
+    """``value`` as a UUID, or None when it is not one (an unknown id finds nothing)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return None
+    return None
+
+
+class ReadRepository(Generic[ModelT]):
+    """Reads of one entity within one unit of work: get, get_many, list, count, exists.
+
+    Subclasses set ``model`` (the table class) and add the entity's own queries.
+    """
+
+    model: ClassVar[type[Any]]
+    default_order: ClassVar[tuple[str, ...]] = ("created_at", "id")
+    audited: ClassVar[bool] = True
+
+    _shape: ClassVar[statements.TableShape]
+    _hydrator: ClassVar[Hydrator[Any]]
+    _sql: ClassVar[dict[object, str]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        model = cls.__dict__.get("model")
+        if model is None:
+            return
+        table: Table = model.__table__
+        cls._shape = statements.TableShape(
+            table=table,
+            tenant_scoped="organization_id" in table.c,
+            soft_delete="deleted_at" in table.c,
+            versioned="version" in table.c,
+            has_updated_at="updated_at" in table.c,
+            entity=model.__entity_name__,
+        )
+        cls._hydrator = Hydrator(model)
+        cls._sql = {}
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def table(self) -> Table:
+        return self._shape.table
+
+    def _statement(self, key: object, build: Any) -> str:
+        cache = self._sql
+        sql = cache.get(key)
+        if sql is None:
+            sql = cache[key] = build()
+        return sql
+
+    def _key(self, id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+        if self._shape.tenant_scoped:
+            return (self._uow.require_tenant(), id)
+        return (id,)
+
+    def _not_found(self, id: object) -> NotFoundError:
+        return NotFoundError(self._shape.entity, str(id))
+
+    async def _connection(self) -> Connection:
+        return await self._uow.connection()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT | None:
+        """The row with this id in this tenant, or None (also for soft-deleted rows)."""
+        key = as_uuid(id)
+        if key is None:
+            return None
+        sql = self._statement(
+            ("get", include_deleted),
+            lambda: statements.select_by_key(self._shape, include_deleted=include_deleted),
+        )
+        connection = self._uow._connection or await self._connection()
+        row = await _run(connection.fetchrow(sql, *self._key(key)))
+        if row is None:
+            return None
+        result: ModelT = self._hydrator.one(row)
+        return result
+
+    async def get_one(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT:
+        """The row with this id, or NotFoundError."""
+        found = await self.get(id, include_deleted=include_deleted)
+        if found is None:
+            raise self._not_found(id)
+        return found
+
+    async def get_many(
+        self, ids: Collection[uuid.UUID], *, include_deleted: bool = False
+    ) -> list[ModelT]:
+        """The rows with these ids, in the order given; unknown ids are left out."""
+        keys = [key for key in (as_uuid(id) for id in ids) if key is not None]
+        if not keys:
+            return []
+        sql = self._statement(
+            ("get_many", include_deleted),
+            lambda: statements.select_many_by_key(self._shape, include_deleted=include_deleted),
+        )
+        params: list[Any] = [keys]
+        if self._shape.tenant_scoped:
+            params.insert(0, self._uow.require_tenant())
+        connection = await self._connection()
+        rows = await _run(connection.fetch(sql, *params))
+        by_id = {row["id"]: row for row in rows}
+        one = self._hydrator.one
+        return [one(by_id[key]) for key in dict.fromkeys(keys) if key in by_id]
+
+    def _base_select(self, filters: Sequence[Filter], include_deleted: bool) -> Select[Any]:
+        table = self.table
+        statement = select(*table.c)
+        if self._shape.tenant_scoped:
+            statement = statement.where(table.c.organization_id == self._uow.require_tenant())
+        if self._shape.soft_delete and not include_deleted:
+            statement = statement.where(IsNull("deleted_at").condition(table))
+        for item in filters:
+            condition = getattr(item, "condition", None)
+            if condition is None:
+                raise InvalidFilterError(f"not a filter: {item!r}")
+            statement = statement.where(condition(table))
+        return statement
+
+    async def list(
+        self,
+        *filters: Filter,
+        limit: int = 50,
+        after: str | None = None,
+        include_deleted: bool = False,
+        order_by: Sequence[str] | None = None,
+        descending: bool = False,
+    ) -> Page[ModelT]:
+        """A page of rows matching every filter, in a stable order; pass ``next_cursor`` on."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidFilterError(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
+        order = tuple(order_by or self.default_order)
+        if order[-1] != "id":
+            order = (*order, "id")
+        table = self.table
+        unknown = [name for name in order if not isinstance(name, str) or name not in table.c]
+        if unknown:
+            raise InvalidFilterError(f"cannot order {self._shape.entity} by {unknown}")
+        order_columns = [table.c[name] for name in order]
+        statement = self._base_select(filters, include_deleted)
+        compiled_filters = compile_sql(statement)
+        fingerprint = hashlib.sha256(
+            repr(
+                (
+                    self._shape.entity,
+                    order,
+                    descending,
+                    compiled_filters.text,
+                    sorted(compiled_filters.defaults.items(), key=lambda item: item[0]),
+                )
+            ).encode()
+        ).hexdigest()
+        if after is not None:
+            kinds = [_ORDER_KINDS.get(column.type.python_type, str) for column in order_columns]
+            values = self._uow.cursors.decode(fingerprint, after, kinds)
+            position = tuple_(*order_columns)
+            boundary = tuple_(*values)
+            statement = statement.where(position < boundary if descending else position > boundary)
+        ordering = [column.desc() if descending else column.asc() for column in order_columns]
+        statement = statement.order_by(*ordering).limit(limit + 1)
+        compiled = compile_sql(statement)
+        connection = await self._connection()
+        rows = await _run(connection.fetch(compiled.text, *compiled.args({})))
+        items: list[ModelT] = self._hydrator.many(rows[:limit])
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = self._uow.cursors.encode(fingerprint, [last[name] for name in order])
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def count(self, *filters: Filter, include_deleted: bool = False) -> int:
+        """How many rows match every filter."""
+        inner = self._base_select(filters, include_deleted)
+        statement = select(func.count()).select_from(inner.subquery())
+        compiled = compile_sql(statement)
+        connection = await self._connection()
+        value = await _run(connection.fetchval(compiled.text, *compiled.args({})))
+        return int(value)
+
+    async def exists(self, *filters: Filter, include_deleted: bool = False) -> bool:
+        """Whether any row matches every filter."""
+        inner = self._base_select(filters, include_deleted).limit(1)
+        statement = select(inner.exists())
+        compiled = compile_sql(statement)
+        connection = await self._connection()
+        return bool(await _run(connection.fetchval(compiled.text, *compiled.args({}))))

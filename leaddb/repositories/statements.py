@@ -1,0 +1,294 @@
+"""The SQL of the generic repository's writes, built once per table and per patch shape.
+
+Every write is one statement: the row change and its audit row travel together in a
+data-modifying CTE, so the audit trail costs no round trip of its own and can never be committed
+without the change it describes (or the other way round). Identifiers come from the models'
+metadata and are quoted; every value is a ``$n`` parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+
+_PREPARER = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+
+# Columns that never enter an audit row, a cache entry or a log line.
+SECRET_COLUMNS = frozenset({"password_hash", "credentials_encrypted"})
+
+AUDIT_TABLE = "activity_logs"
+
+
+def quote(name: str) -> str:
+    return _PREPARER.quote(name)
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """What the generic repository needs to know about one table."""
+
+    table: Table
+    tenant_scoped: bool
+    soft_delete: bool
+    versioned: bool
+    has_updated_at: bool
+    entity: str
+
+    @property
+    def name(self) -> str:
+        return quote(self.table.name)
+
+    @property
+    def columns(self) -> list[str]:
+        return [column.name for column in self.table.columns]
+
+    def select_list(self, alias: str | None = None) -> str:
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(prefix + quote(name) for name in self.columns)
+
+    def redacted_json(self, alias: str) -> str:
+        """``to_jsonb`` of a row without its secret columns."""
+        secrets = [name for name in self.columns if name in SECRET_COLUMNS]
+        expression = f"to_jsonb({alias})"
+        for name in secrets:
+            expression += f" - '{name}'"
+        return expression
+
+    def key_condition(self, alias: str, first_param: int) -> str:
+        """``organization_id = $n AND id = $n+1`` (just ``id`` for organizations)."""
+        if self.tenant_scoped:
+            return f"{alias}.organization_id = ${first_param} AND {alias}.id = ${first_param + 1}"
+        return f"{alias}.id = ${first_param}"
+
+    @property
+    def key_params(self) -> int:
+        return 2 if self.tenant_scoped else 1
+
+
+def _audit_insert(
+    shape: TableShape, source: str, action_param: int, actor_param: int, changes_sql: str
+) -> str:
+    """INSERT one audit row per row of ``source`` (whose written row is aliased ``w``)."""
+    organization = "w.organization_id" if shape.tenant_scoped else "w.id"
+    return (
+        f"INSERT INTO {quote(AUDIT_TABLE)} (organization_id, id, actor_user_id, entity_type, "
+        f"entity_id, action, changes) "
+        f"SELECT {organization}, leaddb_uuid7(), ${actor_param}, '{shape.entity}', "
+        f"w.id, ${action_param}, {changes_sql} FROM {source}"
+    )
+
+
+def select_by_key(shape: TableShape, *, include_deleted: bool) -> str:
+    live = "" if include_deleted or not shape.soft_delete else " AND t.deleted_at IS NULL"
+    return (
+        f"SELECT {shape.select_list('t')} FROM {shape.name} t "
+        f"WHERE {shape.key_condition('t', 1)}{live}"
+    )
+
+
+def select_many_by_key(shape: TableShape, *, include_deleted: bool) -> str:
+    live = "" if include_deleted or not shape.soft_delete else " AND t.deleted_at IS NULL"
+    tenant = "t.organization_id = $1 AND " if shape.tenant_scoped else ""
+    ids = "$2" if shape.tenant_scoped else "$1"
+    return (
+        f"SELECT {shape.select_list('t')} FROM {shape.name} t "
+        f"WHERE {tenant}t.id = ANY({ids}::uuid[]){live}"
+    )
+
+
+def insert_one(shape: TableShape, columns: Sequence[str], *, audit: bool) -> str:
+    """INSERT one row (parameters in ``columns`` order), then ``$n+1`` action, ``$n+2`` actor."""
+    names = ", ".join(quote(name) for name in columns)
+    values = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
+    written = (
+        f"INSERT INTO {shape.name} ({names}) VALUES ({values}) RETURNING {shape.select_list()}"
+    )
+    if not audit:
+        return written
+    n = len(columns)
+    changes = f"jsonb_build_object('after', {shape.redacted_json('w')})"
+    log = _audit_insert(shape, "w", n + 1, n + 2, changes)
+    return f"WITH w AS ({written}), log AS ({log}) SELECT * FROM w"
+
+
+def insert_from(shape: TableShape, columns: Sequence[str], source: str, *, audit: bool) -> str:
+    """INSERT the rows of ``source`` (a temp table); ``$1`` action, ``$2`` actor."""
+    names = ", ".join(quote(name) for name in columns)
+    written = (
+        f"INSERT INTO {shape.name} ({names}) SELECT {names} FROM {source} "
+        f"RETURNING {shape.select_list()}"
+    )
+    if not audit:
+        return written
+    changes = f"jsonb_build_object('after', {shape.redacted_json('w')})"
+    log = _audit_insert(shape, "w", 1, 2, changes)
+    return f"WITH w AS ({written}), log AS ({log}) SELECT * FROM w"
+
+
+def update_one(
+    shape: TableShape, fields: Sequence[str], *, audit: bool, check_version: bool
+) -> str:
+    """UPDATE one live row by key with ``fields`` (each a parameter).
+
+    Parameters: the key (1 or 2), then each field, then the expected version (when checked),
+    then action and actor. The result has one row when the key exists and is live: the new
+    row (all NULL when the version check failed) plus ``_current_version``.
+    """
+    k = shape.key_params
+    assignments = [f"{quote(name)} = ${k + index}" for index, name in enumerate(fields, 1)]
+    return _locked_update(
+        shape,
+        fields,
+        assignments,
+        first_free=k + len(fields) + 1,
+        audit=audit,
+        check_version=check_version,
+        state="live",
+    )
+
+
+def soft_delete(shape: TableShape, *, deleted: bool, audit: bool, check_version: bool) -> str:
+    """Set (or clear) ``deleted_at`` of one row; parameters as ``update_one`` without fields."""
+    value = "now()" if deleted else "NULL"
+    return _locked_update(
+        shape,
+        ("deleted_at",),
+        [f"deleted_at = {value}"],
+        first_free=shape.key_params + 1,
+        audit=audit,
+        check_version=check_version,
+        state="live" if deleted else "deleted",
+    )
+
+
+def _locked_update(
+    shape: TableShape,
+    fields: Sequence[str],
+    assignments: list[str],
+    *,
+    first_free: int,
+    audit: bool,
+    check_version: bool,
+    state: str,
+) -> str:
+    assignments = list(assignments)
+    if shape.versioned:
+        assignments.append("version = t.version + 1")
+    if shape.has_updated_at:
+        assignments.append("updated_at = now()")
+    next_param = first_free
+    version_check = ""
+    if check_version:
+        version_check = f" AND t.version = ${next_param}"
+        next_param += 1
+    condition = (
+        {
+            "live": " AND o.deleted_at IS NULL",
+            "deleted": " AND o.deleted_at IS NOT NULL",
+        }.get(state, "")
+        if shape.soft_delete
+        else ""
+    )
+    old_columns = ", ".join(
+        ["o.organization_id"] * shape.tenant_scoped
+        + ["o.id"]
+        + [f"o.{quote(name)}" for name in fields]
+        + (["o.version"] if shape.versioned else [])
+    )
+    old = (
+        f"SELECT {old_columns} FROM {shape.name} o "
+        f"WHERE {shape.key_condition('o', 1)}{condition} FOR UPDATE"
+    )
+    join = (
+        "t.organization_id = old.organization_id AND t.id = old.id"
+        if shape.tenant_scoped
+        else "t.id = old.id"
+    )
+    written = (
+        f"UPDATE {shape.name} t SET {', '.join(assignments)} FROM old "
+        f"WHERE {join}{version_check} RETURNING {shape.select_list('t')}"
+    )
+    current = "old.version" if shape.versioned else "NULL::int"
+    parts = [f"old AS ({old})", f"w AS ({written})"]
+    if audit:
+        visible = [name for name in fields if name not in SECRET_COLUMNS]
+        before = ", ".join(f"'{name}', old.{quote(name)}" for name in visible)
+        after = ", ".join(f"'{name}', w.{quote(name)}" for name in visible)
+        changes = (
+            f"jsonb_build_object('before', jsonb_build_object({before}), "
+            f"'after', jsonb_build_object({after}))"
+        )
+        source = "w JOIN old ON old.id = w.id"
+        parts.append(
+            f"log AS ({_audit_insert(shape, source, next_param, next_param + 1, changes)})"
+        )
+    select = ", ".join(f"w.{quote(name)}" for name in shape.columns)
+    return (
+        f"WITH {', '.join(parts)} SELECT {select}, {current} AS _current_version "
+        "FROM old LEFT JOIN w ON true"
+    )
+
+
+def upsert_one(
+    shape: TableShape, columns: Sequence[str], conflict_target: str, *, audit: bool
+) -> str:
+    """INSERT one row or update the live row with the same natural key (and revive a deleted one).
+
+    ``conflict_target`` is the unique index's column list, e.g. ``(organization_id, lower(email))``.
+    Parameters: the columns, then the actor. The audit action is 'created' or 'updated'.
+    """
+    names = ", ".join(quote(name) for name in columns)
+    values = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
+    keep = {"id", "organization_id", "created_at"}
+    updates = [f"{quote(name)} = EXCLUDED.{quote(name)}" for name in columns if name not in keep]
+    if shape.versioned:
+        updates.append("version = t.version + 1")
+    if shape.has_updated_at:
+        updates.append("updated_at = now()")
+    if shape.soft_delete:
+        updates.append("deleted_at = NULL")
+    written = (
+        f"INSERT INTO {shape.name} AS t ({names}) VALUES ({values}) "
+        f"ON CONFLICT {conflict_target} DO UPDATE SET {', '.join(updates)} "
+        f"RETURNING {shape.select_list('t')}, (t.xmax = 0) AS _inserted"
+    )
+    select = ", ".join(f"w.{quote(name)}" for name in shape.columns)
+    if not audit:
+        return f"WITH w AS ({written}) SELECT {select} FROM w"
+    n = len(columns)
+    changes = f"jsonb_build_object('after', {shape.redacted_json('w')} - '_inserted')"
+    organization = "w.organization_id" if shape.tenant_scoped else "w.id"
+    log = (
+        f"INSERT INTO {quote(AUDIT_TABLE)} (organization_id, id, actor_user_id, entity_type, "
+        f"entity_id, action, changes) SELECT {organization}, leaddb_uuid7(), ${n + 1}, "
+        f"'{shape.entity}', w.id, "
+        f"(CASE WHEN w._inserted THEN 'created' ELSE 'updated' END)::activity_action, "
+        f"{changes} FROM w"
+    )
+    return f"WITH w AS ({written}), log AS ({log}) SELECT {select} FROM w"
+
+
+def delete_one(shape: TableShape, *, audit: bool, check_version: bool) -> str:
+    """DELETE one row by key (hard delete), returning it. Then version?, action, actor."""
+    k = shape.key_params
+    next_param = k + 1
+    version_check = ""
+    if check_version:
+        version_check = f" AND t.version = ${next_param}"
+        next_param += 1
+    written = (
+        f"DELETE FROM {shape.name} t WHERE {shape.key_condition('t', 1)}{version_check} "
+        f"RETURNING {shape.select_list('t')}"
+    )
+    if not audit:
+        return written
+    changes = f"jsonb_build_object('before', {shape.redacted_json('w')})"
+    log = _audit_insert(shape, "w", next_param, next_param + 1, changes)
+    return f"WITH w AS ({written}), log AS ({log}) SELECT * FROM w"
+
+
+def current_version(shape: TableShape) -> str:
+    return f"SELECT t.version FROM {shape.name} t WHERE {shape.key_condition('t', 1)}"

@@ -1,0 +1,71 @@
+"""Users: inside a tenant, and the cross-tenant lookup a login needs."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from leaddb.models import User, UserCreate, UserUpdate
+from leaddb.passwords import hash_password, verify_password
+from leaddb.repositories.base import Repository
+from leaddb.repositories.reads import ReadRepository, _run
+from leaddb.repositories.sql import compile_sql
+
+
+def _hash_password_field(values: dict[str, Any]) -> dict[str, Any]:
+    if "password" in values:
+        password = values.pop("password")
+        if isinstance(password, SecretStr):
+            password = password.get_secret_value()
+        values["password_hash"] = None if password is None else hash_password(password)
+    return values
+
+
+class UserRepository(Repository[User, UserCreate, UserUpdate]):
+    """Users of one organization. Passwords are stored only as scrypt hashes."""
+
+    model: ClassVar[type[User]] = User
+
+    def prepare_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        return _hash_password_field(values)
+
+    async def get_by_email(self, email: str) -> User | None:
+        """The user with this email in this organization, ignoring case."""
+        table = self.table
+        statement = select(*table.c).where(
+            table.c.organization_id == self._uow.require_tenant(),
+            func.lower(table.c.email) == email.lower(),
+        )
+        compiled = compile_sql(statement)
+        connection = await self._connection()
+        row = await _run(connection.fetchrow(compiled.text, *compiled.args({})))
+        return None if row is None else self._hydrator.one(row)
+
+
+class PlatformUserRepository(ReadRepository[User]):
+    """Users across organizations, for logging in (read-only: changes go through a tenant)."""
+
+    model: ClassVar[type[User]] = User
+
+    async def find_by_email(self, email: str) -> list[User]:
+        """Every active user with this email, in any organization (one per organization)."""
+        table = self.table
+        statement = (
+            select(*table.c)
+            .where(func.lower(table.c.email) == email.lower(), table.c.is_active.is_(True))
+            .order_by(table.c.organization_id)
+        )
+        compiled = compile_sql(statement)
+        connection = await self._connection()
+        rows = await _run(connection.fetch(compiled.text, *compiled.args({})))
+        return self._hydrator.many(rows)
+
+    async def authenticate(self, email: str, password: str) -> list[User]:
+        """The active users with this email whose password matches."""
+        return [
+            user
+            for user in await self.find_by_email(email)
+            if verify_password(password, user.password_hash)
+        ]

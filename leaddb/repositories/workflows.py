@@ -1,0 +1,130 @@
+"""n8n workflow templates and their executions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, JsonValue
+
+from leaddb.models import (
+    Workflow,
+    WorkflowCreate,
+    WorkflowExecution,
+    WorkflowExecutionCreate,
+    WorkflowExecutionStatus,
+    WorkflowExecutionUpdate,
+    WorkflowUpdate,
+)
+from leaddb.repositories.base import Repository
+from leaddb.repositories.reads import _run
+
+_STATS_SQL = """
+SELECT w.id AS workflow_id, w.name,
+       count(e.id) AS executions,
+       count(e.id) FILTER (WHERE e.status = 'succeeded') AS succeeded,
+       count(e.id) FILTER (WHERE e.status = 'failed') AS failed,
+       avg(extract(epoch FROM e.finished_at - e.started_at))
+           FILTER (WHERE e.finished_at IS NOT NULL AND e.started_at IS NOT NULL)
+           AS mean_duration_seconds
+FROM workflows w
+LEFT JOIN workflow_executions e ON e.organization_id = w.organization_id AND e.workflow_id = w.id
+WHERE w.organization_id = $1
+GROUP BY w.id, w.name
+ORDER BY w.name, w.id
+"""
+
+FINAL_STATUSES = frozenset(
+    {
+        WorkflowExecutionStatus.SUCCEEDED,
+        WorkflowExecutionStatus.FAILED,
+        WorkflowExecutionStatus.CANCELLED,
+    }
+)
+
+
+class WorkflowStats(BaseModel):
+    """How a workflow has been doing."""
+
+    workflow_id: uuid.UUID
+    name: str
+    executions: int
+    succeeded: int
+    failed: int
+    mean_duration_seconds: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        finished = self.succeeded + self.failed
+        return None if finished == 0 else self.succeeded / finished
+
+
+class WorkflowRepository(Repository[Workflow, WorkflowCreate, WorkflowUpdate]):
+    """n8n workflow templates of one organization."""
+
+    model: ClassVar[type[Workflow]] = Workflow
+
+    async def stats(self) -> list[WorkflowStats]:
+        """Executions, success rate and mean duration of every workflow."""
+        connection = await self._connection()
+        rows = await _run(connection.fetch(_STATS_SQL, self._uow.require_tenant()))
+        return [
+            WorkflowStats(
+                workflow_id=row["workflow_id"],
+                name=row["name"],
+                executions=row["executions"],
+                succeeded=row["succeeded"],
+                failed=row["failed"],
+                mean_duration_seconds=(
+                    None
+                    if row["mean_duration_seconds"] is None
+                    else float(row["mean_duration_seconds"])
+                ),
+            )
+            for row in rows
+        ]
+
+
+class WorkflowExecutionRepository(
+    Repository[WorkflowExecution, WorkflowExecutionCreate, WorkflowExecutionUpdate]
+):
+    """Runs of workflows."""
+
+    model: ClassVar[type[WorkflowExecution]] = WorkflowExecution
+
+    async def start(
+        self,
+        workflow_id: uuid.UUID,
+        *,
+        lead_id: uuid.UUID | None = None,
+        input: dict[str, JsonValue] | None = None,
+        n8n_execution_id: str | None = None,
+    ) -> WorkflowExecution:
+        """Record that a run has started (status running, started now)."""
+        return await self.create(
+            WorkflowExecutionCreate(
+                workflow_id=workflow_id,
+                lead_id=lead_id,
+                status=WorkflowExecutionStatus.RUNNING,
+                started_at=datetime.now(UTC),
+                input=input or {},
+                n8n_execution_id=n8n_execution_id,
+            )
+        )
+
+    async def finish(
+        self,
+        execution_id: uuid.UUID,
+        status: WorkflowExecutionStatus,
+        *,
+        output: dict[str, JsonValue] | None = None,
+        error: str | None = None,
+    ) -> WorkflowExecution:
+        """Record how a run ended (succeeded, failed or cancelled; finished now)."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"a run finishes as one of {sorted(FINAL_STATUSES)}, not {status}")
+        patch = WorkflowExecutionUpdate(
+            status=status, finished_at=datetime.now(UTC), output=output or {}, error=error
+        )
+        return await self.update(execution_id, patch)

@@ -1,0 +1,344 @@
+"""The unit of work: one database transaction, its repositories, and what its writes touched.
+
+A unit of work takes a pooled connection only when its first statement needs one (a unit of
+work served entirely from the cache never opens a transaction), begins the transaction there,
+and gives the connection back when it ends. ``commit()`` commits and then invalidates the cache
+keys the writes touched; leaving the block without ``commit()`` rolls back and invalidates
+nothing. Using it afterwards raises UnitOfWorkClosedError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from functools import cached_property
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+
+from leaddb.errors import (
+    LeadDBError,
+    PoolTimeoutError,
+    TenantViolationError,
+    TransactionFailedError,
+    UnitOfWorkClosedError,
+)
+from leaddb.repositories.dberrors import translate
+
+if TYPE_CHECKING:
+    from asyncpg import Record
+    from asyncpg.pool import PoolConnectionProxy
+
+    from leaddb.cache.unit import CacheUnit
+    from leaddb.db import LeadDB
+    from leaddb.repositories.activity import ActivityLogRepository
+    from leaddb.repositories.campaigns import CampaignLeadRepository, CampaignRepository
+    from leaddb.repositories.communications import CommunicationRepository
+    from leaddb.repositories.integrations import IntegrationRepository
+    from leaddb.repositories.leads import (
+        LeadAssignmentRepository,
+        LeadNoteRepository,
+        LeadRepository,
+        LeadScoreHistoryRepository,
+    )
+    from leaddb.repositories.organizations import OrganizationRepository
+    from leaddb.repositories.pagination import CursorCodec
+    from leaddb.repositories.scoring_rules import LeadScoringRuleRepository
+    from leaddb.repositories.users import PlatformUserRepository, UserRepository
+    from leaddb.repositories.views import ViewRepository
+    from leaddb.repositories.workflows import WorkflowExecutionRepository, WorkflowRepository
+    from leaddb.settings import LeadDBSettings
+
+_savepoint_names = itertools.count(1)
+
+if TYPE_CHECKING:
+    Connection = PoolConnectionProxy[Record]
+    """A pooled asyncpg connection, as a unit of work holds it."""
+
+
+class UnitOfWork:
+    """Base of the tenant and platform units of work; see the module docstring."""
+
+    def __init__(
+        self, db: LeadDB, *, tenant_id: uuid.UUID | None, actor_id: uuid.UUID | None
+    ) -> None:
+        self._db = db
+        self.tenant_id = tenant_id
+        self.actor_id = actor_id
+        self._connection: Connection | None = None
+        self._closed = False
+        self._written: dict[str, set[uuid.UUID]] = {}
+        self._bulk_written: set[str] = set()
+        self.cache: CacheUnit | None = db.cache_unit(tenant_id)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self._closed:
+            await self.rollback()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def has_written(self) -> bool:
+        return bool(self._written or self._bulk_written)
+
+    @property
+    def settings(self) -> LeadDBSettings:
+        return self._db.settings
+
+    @property
+    def cursors(self) -> CursorCodec:
+        return self._db.cursors
+
+    def require_tenant(self) -> uuid.UUID:
+        if self.tenant_id is None:
+            raise TenantViolationError("this unit of work has no tenant")
+        return self.tenant_id
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnitOfWorkClosedError("this unit of work has been committed or rolled back")
+
+    async def connection(self) -> Connection:
+        """The transaction's connection, acquired and begun on first use."""
+        if self._connection is not None:
+            return self._connection
+        self._check_open()
+        pool = self._db.pool
+        try:
+            connection = await pool.acquire(timeout=self._db.settings.pool_timeout)
+        except TimeoutError:
+            raise PoolTimeoutError(
+                f"no database connection became free within {self._db.settings.pool_timeout}s "
+                "(LEADDB_POOL_TIMEOUT; LEADDB_POOL_SIZE + LEADDB_MAX_OVERFLOW bound the pool)"
+            ) from None
+        except Exception as error:
+            raise _mapped(error) from error
+        # Owned from here: __aexit__ gives it back whatever happens next, cancellation included.
+        self._connection = connection
+        try:
+            await connection.execute(self._begin_sql())
+        except Exception as error:
+            raise _mapped(error) from error
+        return connection
+
+    def _begin_sql(self) -> str:
+        return "BEGIN"
+
+    async def commit(self) -> None:
+        """Commit the transaction, then invalidate what it changed in the cache."""
+        self._check_open()
+        connection = self._connection
+        try:
+            if connection is not None:
+                try:
+                    status = await connection.execute("COMMIT")
+                except Exception as error:
+                    raise _mapped(error) from error
+                # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK, no error.
+                if status != "COMMIT":
+                    raise TransactionFailedError(
+                        "the transaction was rolled back because one of its statements failed; "
+                        "nothing was committed"
+                    )
+        finally:
+            self._closed = True
+            await self._release()
+        if self.cache is not None and self.has_written:
+            await self.cache.invalidate(self._written, self._bulk_written)
+
+    async def rollback(self) -> None:
+        """Roll back; the cache is left exactly as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._release()
+
+    async def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        # A connection goes back to the pool only outside a transaction. When the rollback
+        # cannot finish (cancelled, connection broken), the connection is closed instead, so
+        # nobody ever receives one with a transaction still open.
+        try:
+            if not connection.is_closed() and connection.is_in_transaction():
+                await connection.execute("ROLLBACK")
+        except BaseException:
+            connection.terminate()
+            await self._db.pool.release(connection)
+            raise
+        await self._db.pool.release(connection)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Nested work: an exception inside rolls back to here and propagates."""
+        connection = await self.connection()
+        name = f"leaddb_sp_{next(_savepoint_names)}"
+        try:
+            await connection.execute(f"SAVEPOINT {name}")
+        except Exception as error:
+            raise _mapped(error) from error
+        try:
+            yield
+        except BaseException:
+            if self._connection is not None and not connection.is_closed():
+                try:
+                    await connection.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                except Exception as error:
+                    raise _mapped(error) from error
+            raise
+        else:
+            try:
+                await connection.execute(f"RELEASE SAVEPOINT {name}")
+            except Exception as error:
+                raise _mapped(error) from error
+
+    # -- bookkeeping for the cache --------------------------------------------------------
+
+    def record_write(self, entity: str, ids: Iterable[uuid.UUID]) -> None:
+        self._written.setdefault(entity, set()).update(ids)
+
+    def record_bulk_write(self, entity: str) -> None:
+        self._bulk_written.add(entity)
+
+    def wrote(self, entity: str, id: uuid.UUID) -> bool:
+        """Whether this unit of work changed that row (its reads then skip the cache)."""
+        return entity in self._bulk_written or id in self._written.get(entity, ())
+
+
+def _mapped(error: BaseException) -> BaseException:
+    if isinstance(error, LeadDBError | asyncio.CancelledError):
+        return error
+    return translate(error) or error
+
+
+class TenantUnitOfWork(UnitOfWork):
+    """A unit of work scoped to one organization: every repository filters by it."""
+
+    tenant_id: uuid.UUID
+
+    def __init__(self, db: LeadDB, tenant_id: uuid.UUID, *, actor_id: uuid.UUID | None) -> None:
+        if not isinstance(tenant_id, uuid.UUID):
+            raise TenantViolationError(f"a tenant is an organization's UUID, not {tenant_id!r}")
+        super().__init__(db, tenant_id=tenant_id, actor_id=actor_id)
+
+    @cached_property
+    def leads(self) -> LeadRepository:
+        from leaddb.repositories.leads import LeadRepository
+
+        return LeadRepository(self)
+
+    @cached_property
+    def users(self) -> UserRepository:
+        from leaddb.repositories.users import UserRepository
+
+        return UserRepository(self)
+
+    @cached_property
+    def campaigns(self) -> CampaignRepository:
+        from leaddb.repositories.campaigns import CampaignRepository
+
+        return CampaignRepository(self)
+
+    @cached_property
+    def campaign_leads(self) -> CampaignLeadRepository:
+        from leaddb.repositories.campaigns import CampaignLeadRepository
+
+        return CampaignLeadRepository(self)
+
+    @cached_property
+    def communications(self) -> CommunicationRepository:
+        from leaddb.repositories.communications import CommunicationRepository
+
+        return CommunicationRepository(self)
+
+    @cached_property
+    def workflows(self) -> WorkflowRepository:
+        from leaddb.repositories.workflows import WorkflowRepository
+
+        return WorkflowRepository(self)
+
+    @cached_property
+    def workflow_executions(self) -> WorkflowExecutionRepository:
+        from leaddb.repositories.workflows import WorkflowExecutionRepository
+
+        return WorkflowExecutionRepository(self)
+
+    @cached_property
+    def integrations(self) -> IntegrationRepository:
+        from leaddb.repositories.integrations import IntegrationRepository
+
+        return IntegrationRepository(self)
+
+    @cached_property
+    def scoring_rules(self) -> LeadScoringRuleRepository:
+        from leaddb.repositories.scoring_rules import LeadScoringRuleRepository
+
+        return LeadScoringRuleRepository(self)
+
+    @cached_property
+    def score_history(self) -> LeadScoreHistoryRepository:
+        from leaddb.repositories.leads import LeadScoreHistoryRepository
+
+        return LeadScoreHistoryRepository(self)
+
+    @cached_property
+    def notes(self) -> LeadNoteRepository:
+        from leaddb.repositories.leads import LeadNoteRepository
+
+        return LeadNoteRepository(self)
+
+    @cached_property
+    def assignments(self) -> LeadAssignmentRepository:
+        from leaddb.repositories.leads import LeadAssignmentRepository
+
+        return LeadAssignmentRepository(self)
+
+    @cached_property
+    def activity(self) -> ActivityLogRepository:
+        from leaddb.repositories.activity import ActivityLogRepository
+
+        return ActivityLogRepository(self)
+
+    @cached_property
+    def views(self) -> ViewRepository:
+        from leaddb.repositories.views import ViewRepository
+
+        return ViewRepository(self)
+
+
+class PlatformUnitOfWork(UnitOfWork):
+    """Work above any one tenant: organizations, and finding a user by email to log in.
+
+    It has no tenant repositories, so tenant data cannot be reached through it by accident.
+    """
+
+    def __init__(self, db: LeadDB, *, actor_id: uuid.UUID | None = None) -> None:
+        super().__init__(db, tenant_id=None, actor_id=actor_id)
+
+    @cached_property
+    def organizations(self) -> OrganizationRepository:
+        from leaddb.repositories.organizations import OrganizationRepository
+
+        return OrganizationRepository(self)
+
+    @cached_property
+    def users(self) -> PlatformUserRepository:
+        from leaddb.repositories.users import PlatformUserRepository
+
+        return PlatformUserRepository(self)
