@@ -8,7 +8,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 import asyncpg
 import orjson
@@ -21,14 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from leaddb import migrate as migrations
+from leaddb.cache.store import CacheStore
+from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.settings import LeadDBSettings, masked_url
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
-
-if TYPE_CHECKING:
-    from leaddb.cache.unit import CacheUnit
 
 logger = logging.getLogger("leaddb")
 
@@ -71,6 +70,10 @@ class LeadDB:
         self.redis = redis
         self.info = info
         self.cursors = CursorCodec(_cursor_key(settings))
+        self.cache = CacheStore(
+            redis, ttl_ms=settings.cache_ttl_seconds * 1000, enabled=settings.cache_enabled
+        )
+        self._flights = SingleFlight()
         self._embedded = embedded
         self._closed = False
 
@@ -84,9 +87,11 @@ class LeadDB:
         """A unit of work for organizations (and cross-tenant user lookup for login)."""
         return PlatformUnitOfWork(self, actor_id=actor)
 
-    def cache_unit(self, tenant_id: uuid.UUID | None) -> CacheUnit | None:
+    def cache_unit(self) -> UnitCache | None:
         """The cache's share of a new unit of work (None when the cache is off)."""
-        return None
+        if not self.cache.enabled:
+            return None
+        return UnitCache(self.cache, self._flights)
 
     @classmethod
     async def connect(cls, settings: LeadDBSettings | None = None) -> LeadDB:

@@ -18,7 +18,6 @@ from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-
 from leaddb.errors import (
     LeadDBError,
     PoolTimeoutError,
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from asyncpg import Record
     from asyncpg.pool import PoolConnectionProxy
 
-    from leaddb.cache.unit import CacheUnit
+    from leaddb.cache.unit import UnitCache
     from leaddb.db import LeadDB
     from leaddb.repositories.activity import ActivityLogRepository
     from leaddb.repositories.campaigns import CampaignLeadRepository, CampaignRepository
@@ -71,8 +70,10 @@ class UnitOfWork:
         self._connection: Connection | None = None
         self._closed = False
         self._written: dict[str, set[uuid.UUID]] = {}
+        self._created: dict[str, set[uuid.UUID]] = {}
         self._bulk_written: set[str] = set()
-        self.cache: CacheUnit | None = db.cache_unit(tenant_id)
+        self._wiped_tenants: set[uuid.UUID] = set()
+        self.cache: UnitCache | None = db.cache_unit()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -94,7 +95,7 @@ class UnitOfWork:
 
     @property
     def has_written(self) -> bool:
-        return bool(self._written or self._bulk_written)
+        return bool(self._written or self._created or self._bulk_written or self._wiped_tenants)
 
     @property
     def settings(self) -> LeadDBSettings:
@@ -158,8 +159,10 @@ class UnitOfWork:
         finally:
             self._closed = True
             await self._release()
-        if self.cache is not None and self.has_written:
-            await self.cache.invalidate(self._written, self._bulk_written)
+        if self.cache is not None and (self._written or self._bulk_written or self._wiped_tenants):
+            await self.cache.invalidate(
+                self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
+            )
 
     async def rollback(self) -> None:
         """Roll back; the cache is left exactly as it was."""
@@ -211,14 +214,29 @@ class UnitOfWork:
     # -- bookkeeping for the cache --------------------------------------------------------
 
     def record_write(self, entity: str, ids: Iterable[uuid.UUID]) -> None:
+        """Rows changed: invalidated after commit, read from the transaction until then."""
         self._written.setdefault(entity, set()).update(ids)
 
+    def record_created(self, entity: str, ids: Iterable[uuid.UUID]) -> None:
+        """New rows: nothing cached to invalidate, but read from the transaction until commit."""
+        self._created.setdefault(entity, set()).update(ids)
+
     def record_bulk_write(self, entity: str) -> None:
+        """Rows changed that were not listed (set-based statements, cascades)."""
         self._bulk_written.add(entity)
+
+    def record_tenant_wipe(self, organization_id: uuid.UUID) -> None:
+        """Everything of an organization changed (it was deleted)."""
+        self._wiped_tenants.add(organization_id)
 
     def wrote(self, entity: str, id: uuid.UUID) -> bool:
         """Whether this unit of work changed that row (its reads then skip the cache)."""
-        return entity in self._bulk_written or id in self._written.get(entity, ())
+        return (
+            entity in self._bulk_written
+            or id in self._written.get(entity, ())
+            or id in self._created.get(entity, ())
+            or bool(self._wiped_tenants)
+        )
 
 
 def _mapped(error: BaseException) -> BaseException:

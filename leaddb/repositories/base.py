@@ -20,7 +20,7 @@ from leaddb.errors import (
     TenantViolationError,
 )
 from leaddb.repositories import statements
-from leaddb.repositories.reads import ModelT, ReadRepository, _run, as_uuid
+from leaddb.repositories.reads import ENTITY_OF_TABLE, ModelT, ReadRepository, _run, as_uuid
 
 CreateT = TypeVar("CreateT", bound=BaseModel)
 UpdateT = TypeVar("UpdateT", bound=BaseModel)
@@ -86,7 +86,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         connection = await self._connection()
         row = await _run(connection.fetchrow(sql, *args))
         created: ModelT = self._hydrator.one(row)
-        self._written(row["id"])
+        self._uow.record_created(self._shape.entity, (row["id"],))
         return created
 
     async def create_many(self, items: Sequence[CreateT]) -> list[ModelT]:
@@ -127,7 +127,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         written = await _run(connection.fetch(sql, *args))
         await _run(connection.execute(f"TRUNCATE {statements.quote(scratch)}"))
         created: list[ModelT] = self._hydrator.many(written)
-        self._uow.record_bulk_write(self._shape.entity)
+        self._uow.record_created(self._shape.entity, (row["id"] for row in written))
         return created
 
 
@@ -222,6 +222,19 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
                     raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
             raise self._not_found(key)
         self._written(key)
+        self._record_cascades(key)
+
+    def _record_cascades(self, key: uuid.UUID) -> None:
+        """Rows the database changed through ON DELETE CASCADE / SET NULL must not stay cached."""
+        if not self._shape.tenant_scoped:
+            self._uow.record_tenant_wipe(key)
+            return
+        for table in self.table.metadata.tables.values():
+            for foreign_key in table.foreign_key_constraints:
+                if foreign_key.referred_table is self.table and foreign_key.ondelete:
+                    entity = ENTITY_OF_TABLE.get(table.name)
+                    if entity is not None:
+                        self._uow.record_bulk_write(entity)
 
     async def restore(self, id: uuid.UUID) -> ModelT:
         """Bring a soft-deleted row back."""

@@ -87,7 +87,7 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
             )
         )
         enrolled = CampaignLeadRepository._hydrator.many(rows)
-        self._uow.record_write("campaign_lead", [row.id for row in enrolled])
+        self._uow.record_created("campaign_lead", [row.id for row in enrolled])
         return enrolled
 
     async def funnel(self, campaign_id: uuid.UUID) -> Funnel:

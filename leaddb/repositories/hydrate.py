@@ -12,12 +12,18 @@ from __future__ import annotations
 import enum
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.instrumentation import ClassManager, manager_of_class
 from sqlmodel import SQLModel
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsKeysAndGetItem
+
+    Row: TypeAlias = SupportsKeysAndGetItem[str, Any]
+    """A database row (asyncpg ``Record``) or a dict: anything ``dict()`` takes."""
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
@@ -55,7 +61,7 @@ class Hydrator(Generic[ModelT]):
             self._manager = manager_of_class(self.model)
         return self._manager
 
-    def one(self, row: Mapping[str, Any]) -> ModelT:
+    def one(self, row: Row) -> ModelT:
         """An instance from one row; the row must hold every column of the model."""
         manager = self._manager or self._class_manager()
         data = dict(row)
@@ -71,6 +77,6 @@ class Hydrator(Generic[ModelT]):
         manager._new_state_if_none(instance)
         return instance
 
-    def many(self, rows: Iterable[Mapping[str, Any]]) -> list[ModelT]:
+    def many(self, rows: Iterable[Row]) -> list[ModelT]:
         one = self.one
         return [one(row) for row in rows]

@@ -7,6 +7,7 @@ from the unit of work and no argument can change it.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import uuid
 from collections.abc import Collection, Sequence
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from sqlalchemy import Select, Table, func, select, tuple_
 from sqlmodel import SQLModel
 
+from leaddb.cache.codec import RowCodec
 from leaddb.errors import (
     InvalidFilterError,
     NotFoundError,
@@ -29,11 +31,16 @@ from leaddb.repositories.pagination import Page
 from leaddb.repositories.sql import compile_sql
 
 if TYPE_CHECKING:
+    from asyncpg import Record
+
     from leaddb.uow import Connection, UnitOfWork
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
 MAX_PAGE_SIZE = 1000
+
+ENTITY_OF_TABLE: dict[str, str] = {}
+"""Table name -> entity name, for every table a repository serves."""
 
 _ORDER_KINDS: dict[type[Any], type[Any]] = {
     uuid.UUID: uuid.UUID,
@@ -80,6 +87,8 @@ class ReadRepository(Generic[ModelT]):
 
     _shape: ClassVar[statements.TableShape]
     _hydrator: ClassVar[Hydrator[Any]]
+    _codec: ClassVar[RowCodec[Any]]
+    cacheable: ClassVar[bool] = True
     _sql: ClassVar[dict[object, str]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -96,8 +105,13 @@ class ReadRepository(Generic[ModelT]):
             has_updated_at="updated_at" in table.c,
             entity=model.__entity_name__,
         )
+        ENTITY_OF_TABLE[table.name] = model.__entity_name__
         cls._hydrator = Hydrator(model)
+        cls._codec = RowCodec(cls._hydrator)
         cls._sql = {}
+        if "cacheable" not in cls.__dict__:
+            # Rows with secrets never enter the cache, so those entities are not cached at all.
+            cls.cacheable = not any(name in statements.SECRET_COLUMNS for name in table.c)
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
@@ -129,20 +143,44 @@ class ReadRepository(Generic[ModelT]):
     # -- reads ---------------------------------------------------------------------------
 
     async def get(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT | None:
-        """The row with this id in this tenant, or None (also for soft-deleted rows)."""
+        """The row with this id in this tenant, or None (also for soft-deleted rows).
+
+        Read through the Redis cache unless this unit of work has written the row.
+        """
         key = as_uuid(id)
         if key is None:
             return None
+        uow = self._uow
+        cache = uow.cache
+        if cache is not None and self.cacheable and not uow.wrote(self._shape.entity, key):
+            found: ModelT | None = await cache.get(
+                self._cache_tenant(key),
+                self._shape.entity,
+                key,
+                self._codec,
+                lambda: self._fetch_one(key, include_deleted=True),
+            )
+            if found is None or include_deleted or not self._shape.soft_delete:
+                return found
+            return None if found.deleted_at is not None else found  # type: ignore[attr-defined]
+        row = await self._fetch_one(key, include_deleted=include_deleted)
+        if row is None:
+            return None
+        result: ModelT = self._hydrator.one(row)
+        return result
+
+    def _cache_tenant(self, key: uuid.UUID) -> uuid.UUID:
+        # An organization's own row is cached under its own tenant tag.
+        return self._uow.require_tenant() if self._shape.tenant_scoped else key
+
+    async def _fetch_one(self, key: uuid.UUID, *, include_deleted: bool) -> Record | None:
         sql = self._statement(
             ("get", include_deleted),
             lambda: statements.select_by_key(self._shape, include_deleted=include_deleted),
         )
         connection = self._uow._connection or await self._connection()
-        row = await _run(connection.fetchrow(sql, *self._key(key)))
-        if row is None:
-            return None
-        result: ModelT = self._hydrator.one(row)
-        return result
+        row: Record | None = await _run(connection.fetchrow(sql, *self._key(key)))
+        return row
 
     async def get_one(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT:
         """The row with this id, or NotFoundError."""
@@ -153,23 +191,52 @@ class ReadRepository(Generic[ModelT]):
 
     async def get_many(
         self, ids: Collection[uuid.UUID], *, include_deleted: bool = False
-    ) -> list[ModelT]:
-        """The rows with these ids, in the order given; unknown ids are left out."""
-        keys = [key for key in (as_uuid(id) for id in ids) if key is not None]
+    ) -> builtins.list[ModelT]:
+        """The rows with these ids, in the order given; unknown ids are left out.
+
+        Cached rows come from one MGET; the rest from one statement.
+        """
+        keys = list(dict.fromkeys(key for key in (as_uuid(id) for id in ids) if key is not None))
         if not keys:
             return []
+        uow = self._uow
+        cache = uow.cache
+        entity = self._shape.entity
+        found: dict[uuid.UUID, ModelT]
+        if cache is not None and self.cacheable and self._shape.tenant_scoped:
+            cached = [key for key in keys if not uow.wrote(entity, key)]
+            found = await cache.get_many(
+                uow.require_tenant(), entity, cached, self._codec, self._fetch_many
+            )
+            direct = [key for key in keys if key not in found and uow.wrote(entity, key)]
+            if direct:
+                found.update(
+                    (row["id"], self._hydrator.one(row)) for row in await self._fetch_many(direct)
+                )
+            if not include_deleted and self._shape.soft_delete:
+                found = {
+                    key: model
+                    for key, model in found.items()
+                    if model.deleted_at is None  # type: ignore[attr-defined]
+                }
+        else:
+            rows = await self._fetch_many(keys, include_deleted=include_deleted)
+            found = {row["id"]: self._hydrator.one(row) for row in rows}
+        return [found[key] for key in keys if key in found]
+
+    async def _fetch_many(
+        self, keys: Sequence[uuid.UUID], *, include_deleted: bool = True
+    ) -> builtins.list[Record]:
         sql = self._statement(
             ("get_many", include_deleted),
             lambda: statements.select_many_by_key(self._shape, include_deleted=include_deleted),
         )
-        params: list[Any] = [keys]
+        params: builtins.list[Any] = [builtins.list(keys)]
         if self._shape.tenant_scoped:
             params.insert(0, self._uow.require_tenant())
         connection = await self._connection()
-        rows = await _run(connection.fetch(sql, *params))
-        by_id = {row["id"]: row for row in rows}
-        one = self._hydrator.one
-        return [one(by_id[key]) for key in dict.fromkeys(keys) if key in by_id]
+        rows: builtins.list[Record] = await _run(connection.fetch(sql, *params))
+        return rows
 
     def _base_select(self, filters: Sequence[Filter], include_deleted: bool) -> Select[Any]:
         table = self.table

@@ -1,0 +1,372 @@
+"""The Redis side of the cache: keys, Lua scripts, the circuit breaker and the counters.
+
+Why a reader can never put an old row back after a commit (the classic race):
+
+* Every row key ``leaddb:{org}:lead:<id>`` has a companion token key ``...:lead:<id>:t``; each
+  tenant has an epoch key, and each (tenant, entity) a generation key. All of them carry the
+  tenant's hash tag, so one call reaches all of them, on Redis Cluster too.
+* A reader that misses has read the row's token, the generation and the epoch in the same MGET
+  that missed, *before* it reads PostgreSQL. It fills with a Lua script that writes the value
+  only if all three are still what it saw.
+* A writer, after COMMIT, replaces the row's token with a fresh random one and deletes the
+  value, in one script. A reader whose PostgreSQL read preceded the commit read its tokens before
+  that replacement, so its fill either lands before the delete (and is deleted) or after the
+  replacement (and is refused). Tokens are random, never counters, so an evicted or expired
+  token key can never come back with the same value (no ABA).
+* Values carry the generation and epoch they were filled under; a bulk write replaces the
+  generation (every cached row of that entity in that tenant is then a miss) and a lost
+  invalidation (Redis unreachable at commit) replaces the tenant's epoch as soon as Redis answers
+  again, before this process serves anything from the cache.
+
+What it cannot promise: a process that committed and died before its invalidation ran leaves
+its rows cached until their TTL; and while Redis is unreachable from a writer but reachable from
+other processes, those may serve the rows the writer could not invalidate until it reaches Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("leaddb.cache")
+
+_PREFIX = "leaddb"
+TOKEN_TTL_MS = 86_400_000
+
+# KEYS: value, row token, generation, epoch. ARGV: the three tokens seen, payload, ttl ms.
+_FILL = """
+local seen = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4])
+if (seen[1] or '') == ARGV[1] and (seen[2] or '') == ARGV[2] and (seen[3] or '') == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  return 1
+end
+return 0
+"""
+
+# KEYS: generation, epoch, then (value, row token) pairs.
+# ARGV: generation, epoch, ttl ms, then (row token seen, payload) pairs.
+_FILL_MANY = """
+local seen = redis.call('MGET', KEYS[1], KEYS[2])
+if (seen[1] or '') ~= ARGV[1] or (seen[2] or '') ~= ARGV[2] then return 0 end
+local filled = 0
+for i = 3, #KEYS, 2 do
+  local at = i + 1
+  if (redis.call('GET', KEYS[i + 1]) or '') == ARGV[at] then
+    redis.call('SET', KEYS[i], ARGV[at + 1], 'PX', ARGV[3])
+    filled = filled + 1
+  end
+end
+return filled
+"""
+
+# KEYS: n (value, row token) pairs, then keys to give a fresh token (generations, epochs).
+# ARGV: n, token ttl ms, then one fresh token per token key (rows first, then the others).
+_INVALIDATE = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  redis.call('DEL', KEYS[2 * i - 1])
+  redis.call('SET', KEYS[2 * i], ARGV[2 + i], 'PX', ARGV[2])
+end
+for i = 2 * n + 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[2 + n + (i - 2 * n)], 'PX', ARGV[2])
+end
+return n
+"""
+
+
+def _fresh_token() -> str:
+    return uuid.uuid4().hex
+
+
+def tenant_tag(tenant: uuid.UUID) -> str:
+    return f"{_PREFIX}:{{{tenant}}}"
+
+
+def value_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
+    return f"{tenant_tag(tenant)}:{entity}:{id}"
+
+
+def token_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
+    return f"{tenant_tag(tenant)}:{entity}:{id}:t"
+
+
+def generation_key(tenant: uuid.UUID, entity: str) -> str:
+    return f"{tenant_tag(tenant)}:{entity}:gen"
+
+
+def epoch_key(tenant: uuid.UUID) -> str:
+    return f"{tenant_tag(tenant)}:epoch"
+
+
+@dataclass
+class CacheStats:
+    """Counters since the process started (or since ``reset``)."""
+
+    hits: int = 0
+    misses: int = 0
+    fills: int = 0
+    refused_fills: int = 0
+    invalidations: int = 0
+    errors: int = 0
+    breaker_open: bool = False
+    enabled: bool = True
+    tenants_awaiting_epoch_bump: int = 0
+
+
+@dataclass
+class _Breaker:
+    """Stops calling Redis for a while after a failure, so a dead Redis costs nothing per call."""
+
+    open_until: float = 0.0
+    failures: int = 0
+    outage_logged: bool = False
+
+    def allows(self) -> bool:
+        return time.monotonic() >= self.open_until
+
+    def failed(self) -> None:
+        self.failures += 1
+        self.open_until = time.monotonic() + min(0.5 * 2 ** min(self.failures, 6), 30.0)
+
+    def succeeded(self) -> bool:
+        """Record a success; True when this ends an outage."""
+        ended = self.failures > 0
+        self.failures = 0
+        self.open_until = 0.0
+        return ended
+
+
+@dataclass
+class Tokens:
+    """What a reader saw before it went to PostgreSQL."""
+
+    row: str
+    generation: str
+    epoch: str
+
+
+@dataclass
+class CacheStore:
+    """Shared by every unit of work of one ``LeadDB``."""
+
+    redis: aioredis.Redis
+    ttl_ms: int
+    enabled: bool = True
+    stats_counters: CacheStats = field(default_factory=CacheStats)
+    _breaker: _Breaker = field(default_factory=_Breaker)
+    _dirty_tenants: set[uuid.UUID] = field(default_factory=set)
+    _scripts: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stats_counters.enabled = self.enabled
+        for name, source in (("fill", _FILL), ("fill_many", _FILL_MANY), ("inv", _INVALIDATE)):
+            self._scripts[name] = self.redis.register_script(source)
+
+    def stats(self) -> CacheStats:
+        """Hits, misses, fills, invalidations, errors and whether the breaker is open."""
+        counters = self.stats_counters
+        counters.breaker_open = not self._breaker.allows()
+        counters.tenants_awaiting_epoch_bump = len(self._dirty_tenants)
+        return CacheStats(**vars(counters))
+
+    def reset_stats(self) -> None:
+        self.stats_counters = CacheStats(enabled=self.enabled)
+
+    # -- failure handling -----------------------------------------------------------------
+
+    def _failed(self, error: BaseException, doing: str) -> None:
+        self.stats_counters.errors += 1
+        self._breaker.failed()
+        if not self._breaker.outage_logged:
+            self._breaker.outage_logged = True
+            logger.warning("Redis unreachable while %s; serving from PostgreSQL: %s", doing, error)
+
+    async def _usable(self) -> bool:
+        """Whether Redis may be used now: breaker closed and every lost invalidation repaired."""
+        if not self.enabled or not self._breaker.allows():
+            return False
+        if self._dirty_tenants:
+            return await self._bump_dirty_epochs()
+        return True
+
+    async def _bump_dirty_epochs(self) -> bool:
+        tenants = list(self._dirty_tenants)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tenant in tenants:
+                    pipe.set(epoch_key(tenant), _fresh_token(), px=TOKEN_TTL_MS * 30)
+                await pipe.execute()
+        except (RedisError, OSError) as error:
+            self._failed(error, "repairing lost invalidations")
+            return False
+        self._dirty_tenants.difference_update(tenants)
+        self._recovered()
+        return True
+
+    def _recovered(self) -> None:
+        if self._breaker.succeeded() or self._breaker.outage_logged:
+            if self._breaker.outage_logged:
+                logger.warning("Redis reachable again; cache back in use")
+            self._breaker.outage_logged = False
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def lookup(
+        self, tenant: uuid.UUID, entity: str, id: uuid.UUID
+    ) -> tuple[bytes | None, Tokens] | None:
+        """(payload of a valid hit, or None on a miss; the tokens to fill with), or None when
+        the cache cannot be used now."""
+        if not await self._usable():
+            return None
+        try:
+            value, row, generation, epoch = await self.redis.mget(
+                value_key(tenant, entity, id),
+                token_key(tenant, entity, id),
+                generation_key(tenant, entity),
+                epoch_key(tenant),
+            )
+        except (RedisError, OSError) as error:
+            self._failed(error, "reading")
+            return None
+        tokens = Tokens(_text(row), _text(generation), _text(epoch))
+        payload = _valid_payload(value, tokens)
+        if payload is None:
+            self.stats_counters.misses += 1
+        else:
+            self.stats_counters.hits += 1
+        return payload, tokens
+
+    async def lookup_many(
+        self, tenant: uuid.UUID, entity: str, ids: Sequence[uuid.UUID]
+    ) -> tuple[list[bytes | None], Tokens] | None:
+        """Payloads (None for misses) for ``ids`` in one MGET, and the shared tokens."""
+        if not await self._usable():
+            return None
+        keys = [value_key(tenant, entity, id) for id in ids]
+        keys += [generation_key(tenant, entity), epoch_key(tenant)]
+        try:
+            values = await self.redis.mget(keys)
+        except (RedisError, OSError) as error:
+            self._failed(error, "reading")
+            return None
+        tokens = Tokens("", _text(values[-2]), _text(values[-1]))
+        payloads = [_valid_payload(value, tokens) for value in values[:-2]]
+        hits = sum(payload is not None for payload in payloads)
+        self.stats_counters.hits += hits
+        self.stats_counters.misses += len(payloads) - hits
+        return payloads, tokens
+
+    async def row_tokens(
+        self, tenant: uuid.UUID, entity: str, ids: Sequence[uuid.UUID]
+    ) -> list[str] | None:
+        try:
+            values = await self.redis.mget([token_key(tenant, entity, id) for id in ids])
+        except (RedisError, OSError) as error:
+            self._failed(error, "reading")
+            return None
+        return [_text(value) for value in values]
+
+    # -- fills ----------------------------------------------------------------------------
+
+    async def fill(
+        self, tenant: uuid.UUID, entity: str, id: uuid.UUID, tokens: Tokens, payload: bytes
+    ) -> None:
+        if not self._breaker.allows():
+            return
+        keys = [
+            value_key(tenant, entity, id),
+            token_key(tenant, entity, id),
+            generation_key(tenant, entity),
+            epoch_key(tenant),
+        ]
+        header = f"{tokens.generation}:{tokens.epoch}:".encode()
+        args: list[Any] = [tokens.row, tokens.generation, tokens.epoch, header + payload]
+        args.append(self.ttl_ms)
+        try:
+            stored = await self._scripts["fill"](keys=keys, args=args)
+        except (RedisError, OSError) as error:
+            self._failed(error, "filling")
+            return
+        if stored:
+            self.stats_counters.fills += 1
+        else:
+            self.stats_counters.refused_fills += 1
+
+    async def fill_many(
+        self,
+        tenant: uuid.UUID,
+        entity: str,
+        items: Sequence[tuple[uuid.UUID, str, bytes]],
+        tokens: Tokens,
+    ) -> None:
+        """Fill several rows: (id, row token seen, payload) each, under one generation/epoch."""
+        if not items or not self._breaker.allows():
+            return
+        keys = [generation_key(tenant, entity), epoch_key(tenant)]
+        args: list[Any] = [tokens.generation, tokens.epoch, self.ttl_ms]
+        header = f"{tokens.generation}:{tokens.epoch}:".encode()
+        for id, row_token, payload in items:
+            keys += [value_key(tenant, entity, id), token_key(tenant, entity, id)]
+            args += [row_token, header + payload]
+        try:
+            stored = int(await self._scripts["fill_many"](keys=keys, args=args))
+        except (RedisError, OSError) as error:
+            self._failed(error, "filling")
+            return
+        self.stats_counters.fills += stored
+        self.stats_counters.refused_fills += len(items) - stored
+
+    # -- invalidation ---------------------------------------------------------------------
+
+    async def invalidate(
+        self,
+        tenant: uuid.UUID,
+        rows: Sequence[tuple[str, uuid.UUID]],
+        entities: Sequence[str],
+        *,
+        whole_tenant: bool = False,
+    ) -> None:
+        """After a commit: forget ``rows`` (entity, id), every row of ``entities``, or the whole
+        tenant. When Redis cannot be reached, the tenant's epoch is replaced as soon as it can."""
+        if not self.enabled:
+            return
+        if not self._breaker.allows():
+            self._dirty_tenants.add(tenant)
+            return
+        keys: list[str] = []
+        for entity, id in rows:
+            keys += [value_key(tenant, entity, id), token_key(tenant, entity, id)]
+        keys += [generation_key(tenant, entity) for entity in entities]
+        if whole_tenant:
+            keys.append(epoch_key(tenant))
+        fresh = [_fresh_token() for _ in range(len(rows) + len(keys) - 2 * len(rows))]
+        try:
+            await self._scripts["inv"](keys=keys, args=[len(rows), TOKEN_TTL_MS, *fresh])
+        except (RedisError, OSError) as error:
+            self._dirty_tenants.add(tenant)
+            self._failed(error, "invalidating")
+            return
+        self.stats_counters.invalidations += len(rows) + len(entities) + int(whole_tenant)
+        self._recovered()
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _valid_payload(value: bytes | str | None, tokens: Tokens) -> bytes | None:
+    if not value or not isinstance(value, bytes):
+        return None
+    generation, epoch, payload = value.split(b":", 2)
+    if generation.decode() != tokens.generation or epoch.decode() != tokens.epoch:
+        return None
+    return payload
