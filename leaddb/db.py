@@ -26,6 +26,7 @@ from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError
 from leaddb.repositories.pagination import CursorCodec
+from leaddb.sessions import SessionStore
 from leaddb.settings import LeadDBSettings, masked_url
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
 
@@ -74,6 +75,7 @@ class LeadDB:
             redis, ttl_ms=settings.cache_ttl_seconds * 1000, enabled=settings.cache_enabled
         )
         self._flights = SingleFlight()
+        self.sessions = SessionStore(redis, settings)
         self._embedded = embedded
         self._closed = False
 

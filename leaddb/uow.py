@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import cached_property
 from types import TracebackType
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from leaddb.repositories.users import PlatformUserRepository, UserRepository
     from leaddb.repositories.views import ViewRepository
     from leaddb.repositories.workflows import WorkflowExecutionRepository, WorkflowRepository
+    from leaddb.sessions import SessionStore
     from leaddb.settings import LeadDBSettings
 
 _savepoint_names = itertools.count(1)
@@ -73,6 +74,7 @@ class UnitOfWork:
         self._created: dict[str, set[uuid.UUID]] = {}
         self._bulk_written: set[str] = set()
         self._wiped_tenants: set[uuid.UUID] = set()
+        self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self.cache: UnitCache | None = db.cache_unit()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -163,6 +165,16 @@ class UnitOfWork:
             await self.cache.invalidate(
                 self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
             )
+        for action in self._after_commit:
+            await action()
+
+    def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Run ``action`` once the transaction has committed (never after a rollback)."""
+        self._after_commit.append(action)
+
+    @property
+    def sessions(self) -> SessionStore:
+        return self._db.sessions
 
     async def rollback(self) -> None:
         """Roll back; the cache is left exactly as it was."""

@@ -32,6 +32,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
     """Reads plus inserts: for rows that are never changed once written (audit, history)."""
 
     audited: ClassVar[bool] = True
+    audit_deletes: ClassVar[bool] = True
 
     def prepare_values(self, values: dict[str, Any]) -> dict[str, Any]:
         """Turn schema fields into column values; the default keeps them as they are."""
@@ -202,14 +203,15 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
             await self._set_deleted(key, deleted=True, expected_version=expected_version)
             return
         check = expected_version is not None and self._shape.versioned
+        audit = self.audited and self.audit_deletes
         sql = self._statement(
             ("delete", check),
-            lambda: statements.delete_one(self._shape, audit=self.audited, check_version=check),
+            lambda: statements.delete_one(self._shape, audit=audit, check_version=check),
         )
         args: list[Any] = list(self._key(key))
         if check:
             args.append(expected_version)
-        if self.audited:
+        if audit:
             args.extend(self._action_and_actor("deleted"))
         connection = await self._connection()
         row = await _run(connection.fetchrow(sql, *args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 from sqlalchemy import select
@@ -16,6 +17,30 @@ class OrganizationRepository(Repository[Organization, OrganizationCreate, Organi
     """Organizations; their audit rows are filed under the organization itself."""
 
     model: ClassVar[type[Organization]] = Organization
+    # The audit rows of an organization are deleted with it, so its deletion cannot be audited.
+    audit_deletes: ClassVar[bool] = False
+
+    async def update(
+        self,
+        id: uuid.UUID,
+        patch: OrganizationUpdate,
+        *,
+        expected_version: int | None = None,
+    ) -> Organization:
+        """Update an organization; deactivating it ends its users' sessions once committed."""
+        organization = await super().update(id, patch, expected_version=expected_version)
+        if not organization.is_active:
+            self._revoke_sessions_after_commit(organization.id)
+        return organization
+
+    async def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
+        """Delete an organization and everything it owns (not audited: the trail goes too)."""
+        await super().delete(id, expected_version=expected_version)
+        self._revoke_sessions_after_commit(id)
+
+    def _revoke_sessions_after_commit(self, organization_id: uuid.UUID) -> None:
+        sessions = self._uow.sessions
+        self._uow.after_commit(lambda: sessions.revoke_organization(organization_id))
 
     async def get_by_slug(self, slug: str) -> Organization | None:
         """The organization with this slug."""

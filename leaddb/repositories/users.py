@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 from pydantic import SecretStr
@@ -30,6 +31,24 @@ class UserRepository(Repository[User, UserCreate, UserUpdate]):
 
     def prepare_values(self, values: dict[str, Any]) -> dict[str, Any]:
         return _hash_password_field(values)
+
+    async def update(
+        self, id: uuid.UUID, patch: UserUpdate, *, expected_version: int | None = None
+    ) -> User:
+        """Update a user; deactivating one ends every session of theirs once committed."""
+        user = await super().update(id, patch, expected_version=expected_version)
+        if not user.is_active:
+            self._revoke_sessions_after_commit(user.id)
+        return user
+
+    async def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
+        """Delete a user (their leads keep existing, unowned) and end their sessions."""
+        await super().delete(id, expected_version=expected_version)
+        self._revoke_sessions_after_commit(id)
+
+    def _revoke_sessions_after_commit(self, user_id: uuid.UUID) -> None:
+        sessions = self._uow.sessions
+        self._uow.after_commit(lambda: sessions.revoke_all(user_id))
 
     async def get_by_email(self, email: str) -> User | None:
         """The user with this email in this organization, ignoring case."""

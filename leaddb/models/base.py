@@ -1,0 +1,258 @@
+"""Building blocks shared by every leaddb table: metadata, ids, mixins, schema bases.
+
+Conventions the entity modules follow (and the unit tests check):
+
+* ``metadata`` (``SQLModel.metadata``) carries a naming convention, so every index and
+  constraint has a deterministic name (``pk_leads``, ``fk_leads_owner_id_users``,
+  ``ck_leads_score_range``, ``ix_leads_organization_id_owner_id``).
+* Every table but ``organizations`` is tenant-scoped: :class:`TenantMixin` adds
+  ``organization_id`` (FK to ``organizations.id``, ON DELETE CASCADE) and ``id``, and
+  :func:`tenant_table_args` makes ``(organization_id, id)`` the primary key. References between
+  tenant tables are composite foreign keys built by :func:`tenant_fk`.
+* Ids are UUIDv7 (:func:`new_id`), time-ordered so inserts stay at the right edge of the index.
+* Field helpers and the shared validated types are in :mod:`leaddb.models.fields`.
+* Each table class names its entity for the audit trail and cache keys
+  (``__entity_name__: ClassVar[str] = "lead"``); :func:`is_tenant_scoped`,
+  :func:`is_soft_deletable` and :func:`is_versioned` read the other per-table facts from the
+  columns (``organization_id``, ``deleted_at``, ``version``).
+
+Database-filled fields. ``created_at``, ``updated_at``, ``version`` (and ``enrolled_at``,
+``assigned_at``) are NOT NULL columns the database fills (``server_default``), typed
+non-optional on the table classes so ``lead.created_at`` is a ``datetime``. Their Python default
+is ``None``: the repositories build instances only from rows the database returns (``INSERT ...
+RETURNING``), and an ORM flush omits ``None`` values so the server default applies. Do not read
+these attributes from an instance you constructed yourself before it has been written.
+"""
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import ClassVar, Final, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.schema import SchemaItem
+from sqlmodel import Field, SQLModel
+from sqlmodel._compat import SQLModelConfig
+from uuid_utils.compat import uuid7
+
+from leaddb.models.fields import server_timestamp_field, timestamp_field
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "TENANT_COLUMN",
+    "CreateSchema",
+    "CreatedAtMixin",
+    "CreatedAtRead",
+    "EntityModel",
+    "OnDelete",
+    "ReadSchema",
+    "SoftDeleteMixin",
+    "SoftDeleteRead",
+    "TenantMixin",
+    "TenantRead",
+    "TimestampsMixin",
+    "TimestampsRead",
+    "UpdateSchema",
+    "VersionMixin",
+    "VersionRead",
+    "fk_index",
+    "is_soft_deletable",
+    "is_tenant_scoped",
+    "is_versioned",
+    "metadata",
+    "new_id",
+    "table_of",
+    "tenant_fk",
+    "tenant_table_args",
+]
+
+TENANT_COLUMN: Final = "organization_id"
+
+
+# --- metadata and naming convention -------------------------------------------------------------
+
+
+def _fk_columns(constraint: sa.Constraint, table: sa.Table) -> str:
+    """Columns of a foreign key for its name, without the tenant column when others follow."""
+    if not isinstance(constraint, sa.ForeignKeyConstraint):
+        raise TypeError(f"fk_columns names foreign keys, not {constraint!r}")
+    names = [column.name for column in constraint.columns]
+    if len(names) > 1 and names[0] == TENANT_COLUMN:
+        names = names[1:]
+    return "_".join(names)
+
+
+NAMING_CONVENTION: Final[Mapping[str, str | Callable[[sa.Constraint, sa.Table], str]]] = {
+    "fk_columns": _fk_columns,
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(fk_columns)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata: Final = SQLModel.metadata
+"""The metadata every leaddb table is declared on (SQLModel's), with the naming convention."""
+metadata.naming_convention = NAMING_CONVENTION
+
+
+def new_id() -> uuid.UUID:
+    """A fresh UUIDv7 (time-ordered), the default of every ``id`` column."""
+    return uuid7()
+
+
+# --- mixins of the table classes ---------------------------------------------------------------
+
+
+class EntityModel(SQLModel):
+    """Base of every table class. ``__entity_name__`` names the entity in the audit trail
+    (``activity_logs.entity_type``), in cache keys and in errors; bind repository type
+    variables to this class to read it typed."""
+
+    __entity_name__: ClassVar[str]
+
+
+class TenantMixin(EntityModel):
+    """``organization_id`` + ``id``; the table's primary key comes from
+    :func:`tenant_table_args`. List this mixin last among the bases so the two columns come
+    first in the table."""
+
+    organization_id: uuid.UUID = Field(foreign_key="organizations.id", ondelete="CASCADE")
+    id: uuid.UUID = Field(default_factory=new_id)
+
+
+class CreatedAtMixin(SQLModel):
+    """``created_at``, stamped by the database (append-only rows carry only this)."""
+
+    created_at: datetime = server_timestamp_field()
+
+
+class TimestampsMixin(CreatedAtMixin):
+    """``created_at`` and ``updated_at``; every SQLAlchemy UPDATE refreshes ``updated_at``."""
+
+    updated_at: datetime = server_timestamp_field(on_update=True)
+
+
+class VersionMixin(SQLModel):
+    """Optimistic-locking counter: starts at 1 in the database and every SQLAlchemy UPDATE that
+    does not set it explicitly increments it. Repositories compare it in their WHERE clause."""
+
+    version: int = Field(
+        default=None,
+        nullable=False,
+        sa_column_kwargs={
+            "server_default": sa.text("1"),
+            "onupdate": sa.literal_column("version") + 1,
+        },
+    )
+
+
+class SoftDeleteMixin(SQLModel):
+    """Soft delete: a non-NULL ``deleted_at`` hides the row from default queries."""
+
+    deleted_at: datetime | None = timestamp_field()
+
+
+def tenant_table_args(*items: SchemaItem) -> tuple[SchemaItem, ...]:
+    """``__table_args__`` of a tenant table: primary key ``(organization_id, id)`` first."""
+    return (sa.PrimaryKeyConstraint(TENANT_COLUMN, "id"), *items)
+
+
+OnDelete = Literal["cascade", "set_null", "restrict"]
+
+
+def tenant_fk(column: str, target_table: str, *, on_delete: OnDelete) -> sa.ForeignKeyConstraint:
+    """Composite FK ``(organization_id, column) -> target_table(organization_id, id)``.
+
+    ``set_null`` renders PostgreSQL 15's ``ON DELETE SET NULL (column)``, which clears only the
+    reference and keeps ``organization_id``, so the column must be nullable.
+    """
+    ondelete = {
+        "cascade": "CASCADE",
+        "restrict": "RESTRICT",
+        "set_null": f"SET NULL ({column})",
+    }[on_delete]
+    return sa.ForeignKeyConstraint(
+        [TENANT_COLUMN, column],
+        [f"{target_table}.{TENANT_COLUMN}", f"{target_table}.id"],
+        ondelete=ondelete,
+    )
+
+
+def fk_index(column: str, *more: str) -> sa.Index:
+    """The index that serves a composite FK: ``(organization_id, column, *more)``."""
+    return sa.Index(None, TENANT_COLUMN, column, *more)
+
+
+# --- schema bases -------------------------------------------------------------------------------
+
+
+class CreateSchema(SQLModel):
+    """Base of ``XCreate``: unknown fields (and so ``organization_id``) are a ValidationError."""
+
+    model_config = SQLModelConfig(extra="forbid")
+
+
+class UpdateSchema(SQLModel):
+    """Base of ``XUpdate``: every field optional, unknown fields are a ValidationError.
+
+    Repositories apply ``model_dump(exclude_unset=True)``, so an explicit ``None`` clears a
+    nullable column while an omitted field is left alone.
+    """
+
+    model_config = SQLModelConfig(extra="forbid")
+
+
+class ReadSchema(SQLModel):
+    """Base of ``XRead``: built from table rows (``from_attributes``)."""
+
+    model_config = SQLModelConfig(from_attributes=True)
+
+
+class TenantRead(SQLModel):
+    """``id`` and ``organization_id`` of a tenant row, as read back."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+
+
+class CreatedAtRead(SQLModel):
+    created_at: datetime
+
+
+class TimestampsRead(CreatedAtRead):
+    updated_at: datetime
+
+
+class VersionRead(SQLModel):
+    version: int
+
+
+class SoftDeleteRead(SQLModel):
+    deleted_at: datetime | None = None
+
+
+# --- per-table facts the generic repository reads -----------------------------------------------
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The ``Table`` of a table class (typed; SQLModel does not declare ``__table__``)."""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not a table class")
+    return table
+
+
+def is_tenant_scoped(model: type[SQLModel]) -> bool:
+    """True when rows belong to one organization (the table has ``organization_id``)."""
+    return TENANT_COLUMN in table_of(model).c
+
+
+def is_soft_deletable(model: type[SQLModel]) -> bool:
+    """True when deleting sets ``deleted_at`` instead of removing the row."""
+    return "deleted_at" in table_of(model).c
+
+
+def is_versioned(model: type[SQLModel]) -> bool:
+    """True when updates must present the current ``version`` (optimistic locking)."""
+    return "version" in table_of(model).c
