@@ -141,9 +141,12 @@ class LeadDB:
     async def migrate(self, revision: str = "head") -> str | None:
         """Upgrade the schema (Alembic, from the installed package); returns the new revision."""
         try:
-            return await migrations.upgrade(self.engine, revision)
+            reached = await migrations.upgrade(self.engine, revision)
         except (SQLAlchemyError, OSError) as error:
             raise ConnectionFailedError(f"migration failed: {_describe(error)}") from error
+        # Connections opened before the role and policies existed must not outlive them.
+        await self.pool.expire_connections()
+        return reached
 
     async def close(self) -> None:
         """Close the pool and the Redis client. Embedded servers keep running for the next start."""
@@ -195,6 +198,13 @@ def _jsonb_decode(data: bytes) -> Any:
     return orjson.loads(data[1:])
 
 
+# Assume the application role when the migrations have created it (before the first migration
+# there are no policies to honour either). A role set with SET survives the pool's RESET ALL.
+_ASSUME_ROLE = (
+    "SELECT set_config('role', rolname, false) FROM pg_roles WHERE rolname = 'leaddb_app'"
+)
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb", schema="pg_catalog", encoder=_jsonb_encode, decoder=_jsonb_decode, format="binary"
@@ -214,6 +224,12 @@ async def create_pool(settings: LeadDBSettings) -> asyncpg.Pool:
     server_settings = {"application_name": "leaddb"}
     if settings.statement_timeout_seconds:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
+
+    async def init(connection: asyncpg.Connection) -> None:
+        await _init_connection(connection)
+        if settings.row_level_security:
+            await connection.execute(_ASSUME_ROLE)
+
     try:
         pool = await asyncpg.create_pool(
             url.render_as_string(hide_password=False),
@@ -221,7 +237,7 @@ async def create_pool(settings: LeadDBSettings) -> asyncpg.Pool:
             max_size=settings.pool_size + settings.max_overflow,
             timeout=settings.connect_timeout_seconds,
             server_settings=server_settings,
-            init=_init_connection,
+            init=init,
         )
     except (asyncpg.PostgresError, OSError, TimeoutError) as error:
         raise ConnectionFailedError(

@@ -60,6 +60,11 @@ class LeadDBSettings(BaseSettings):
         default=None,
         description="Fernet key(s), comma-separated (newest first), for integration credentials.",
     )
+    row_level_security: bool = Field(
+        default=True,
+        description="Pooled connections assume the leaddb_app role, so PostgreSQL's row-level "
+        "security policies hold even for a superuser or owner login.",
+    )
     cursor_secret: SecretStr | None = Field(
         default=None,
         description="Key that signs pagination cursors; unset: derived from database_url.",
