@@ -76,6 +76,7 @@ class LeadDB:
         )
         self._flights = SingleFlight()
         self.sessions = SessionStore(redis, settings)
+        self.assumes_app_role = False
         self._embedded = embedded
         self._closed = False
 
@@ -136,7 +137,20 @@ class LeadDB:
             redis_version=redis_version,
             embedded=embedded_pg is not None or embedded_redis is not None,
         )
-        return cls(settings, engine, pool, redis, info, embedded=(embedded_pg, embedded_redis))
+        db = cls(settings, engine, pool, redis, info, embedded=(embedded_pg, embedded_redis))
+        await db._check_app_role()
+        return db
+
+    async def _check_app_role(self) -> None:
+        """Whether units of work assume the application role (RLS on, and migrated)."""
+        if not self.settings.row_level_security:
+            self.assumes_app_role = False
+            return
+        async with self.pool.acquire() as connection:
+            exists = await connection.fetchval(
+                "SELECT 1 FROM pg_roles WHERE rolname = 'leaddb_app'"
+            )
+        self.assumes_app_role = exists is not None
 
     async def migrate(self, revision: str = "head") -> str | None:
         """Upgrade the schema (Alembic, from the installed package); returns the new revision."""
@@ -146,6 +160,7 @@ class LeadDB:
             raise ConnectionFailedError(f"migration failed: {_describe(error)}") from error
         # Connections opened before the role and policies existed must not outlive them.
         await self.pool.expire_connections()
+        await self._check_app_role()
         return reached
 
     async def close(self) -> None:

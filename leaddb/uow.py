@@ -142,10 +142,13 @@ class UnitOfWork:
     def _begin_sql(self) -> str:
         """What starts the transaction: BEGIN and the row-level-security context, sent as one
         simple-protocol message, so setting the tenant costs no round trip of its own."""
+        # SET LOCAL ROLE again in every transaction: whatever raw SQL did to the role in an
+        # earlier transaction on this connection (RESET ROLE) does not carry over.
+        role = "SET LOCAL ROLE leaddb_app; " if self._db.assumes_app_role else ""
         if self.tenant_id is not None:
             # str() of a uuid.UUID is 36 hex digits and dashes: nothing to escape.
-            return f"BEGIN; SELECT set_config('leaddb.tenant', '{self.tenant_id}', true)"
-        return "BEGIN; SELECT set_config('leaddb.platform', 'on', true)"
+            return f"BEGIN; {role}SELECT set_config('leaddb.tenant', '{self.tenant_id}', true)"
+        return f"BEGIN; {role}SELECT set_config('leaddb.platform', 'on', true)"
 
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""

@@ -1,0 +1,234 @@
+"""Row-level security: PostgreSQL itself keeps tenants apart, even for raw SQL through leaddb's
+connections and even when the service logs in as a superuser (as the test servers do)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+
+import asyncpg
+import pytest
+from asyncpg.exceptions import InsufficientPrivilegeError
+from pydantic import SecretStr
+
+from leaddb import LeadDB, LeadDBSettings
+from leaddb.models import (
+    CampaignCreate,
+    LeadCreate,
+    LeadNoteCreate,
+    Organization,
+    OrganizationCreate,
+    UserCreate,
+    UserRole,
+)
+
+TENANT_TABLES = (
+    "users",
+    "leads",
+    "workflows",
+    "workflow_executions",
+    "activity_logs",
+    "lead_scoring_rules",
+    "lead_score_history",
+    "communications",
+    "campaigns",
+    "campaign_leads",
+    "integrations",
+    "lead_assignments",
+    "lead_notes",
+)
+
+
+async def _organization(db: LeadDB, slug: str) -> Organization:
+    async with db.platform() as uow:
+        organization = await uow.organizations.create(OrganizationCreate(name=slug, slug=slug))
+        await uow.commit()
+    async with db.tenant(organization.id) as uow:
+        user = await uow.users.create(
+            UserCreate(
+                email=f"owner@{slug}.example.com",
+                full_name="Owner",
+                role=UserRole.OWNER,
+                password=SecretStr("correct horse battery"),
+            )
+        )
+        lead = await uow.leads.create(LeadCreate(email=f"lead@{slug}.example.com"))
+        await uow.notes.create(LeadNoteCreate(lead_id=lead.id, author_user_id=user.id, body="hi"))
+        await uow.campaigns.create(CampaignCreate(name=f"{slug} launch"))
+        await uow.commit()
+    return organization
+
+
+@pytest.fixture
+async def two_tenants(db: LeadDB) -> tuple[Organization, Organization]:
+    return await _organization(db, "acme"), await _organization(db, "globex")
+
+
+async def test_raw_select_through_a_tenant_connection_sees_only_that_tenant(
+    db: LeadDB, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
+) -> None:
+    acme, globex = two_tenants
+    for table in TENANT_TABLES:
+        everywhere = await pg.fetchval(f"SELECT count(DISTINCT organization_id) FROM {table}")
+        async with db.tenant(acme.id) as uow:
+            connection = await uow.connection()
+            seen = await connection.fetch(f"SELECT DISTINCT organization_id FROM {table}")
+        assert {row["organization_id"] for row in seen} <= {acme.id}, table
+        if everywhere == 2:
+            assert [row["organization_id"] for row in seen] == [acme.id], table
+    async with db.tenant(globex.id) as uow:
+        connection = await uow.connection()
+        emails = await connection.fetch("SELECT email FROM leads")
+    assert [row["email"] for row in emails] == ["lead@globex.example.com"]
+
+
+async def test_raw_insert_or_update_naming_another_tenant_is_refused(
+    db: LeadDB, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
+) -> None:
+    acme, globex = two_tenants
+    async with db.tenant(acme.id) as uow:
+        connection = await uow.connection()
+        with pytest.raises(InsufficientPrivilegeError, match="row-level security"):
+            await connection.execute(
+                "INSERT INTO leads (organization_id, id, email) VALUES ($1, $2, 'x@example.com')",
+                globex.id,
+                uuid.uuid4(),
+            )
+    async with db.tenant(acme.id) as uow:
+        connection = await uow.connection()
+        # Moving one's own row into another tenant fails the WITH CHECK side.
+        with pytest.raises(InsufficientPrivilegeError):
+            await connection.execute("UPDATE leads SET organization_id = $1", globex.id)
+    async with db.tenant(acme.id) as uow:
+        connection = await uow.connection()
+        # Another tenant's rows are simply not there to update or delete.
+        assert (
+            await connection.execute(
+                "UPDATE leads SET score = 99 WHERE organization_id = $1", globex.id
+            )
+            == "UPDATE 0"
+        )
+        assert (
+            await connection.execute("DELETE FROM leads WHERE organization_id = $1", globex.id)
+            == "DELETE 0"
+        )
+        await uow.commit()
+    assert await pg.fetchval("SELECT count(*) FROM leads WHERE score = 99") == 0
+    assert (
+        await pg.fetchval("SELECT count(*) FROM leads WHERE organization_id = $1", globex.id) == 1
+    )
+
+
+async def test_a_pooled_connection_with_no_tenant_sees_nothing(
+    db: LeadDB, two_tenants: tuple[Organization, Organization]
+) -> None:
+    async with db.pool.acquire() as connection:
+        for table in TENANT_TABLES:
+            assert await connection.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+        assert await connection.fetch("SELECT * FROM lead_pipeline") == []
+
+
+async def test_superuser_login_still_cannot_read_across_tenants(
+    db: LeadDB, two_tenants: tuple[Organization, Organization]
+) -> None:
+    acme, _ = two_tenants
+    async with db.tenant(acme.id) as uow:
+        connection = await uow.connection()
+        login_is_superuser = await connection.fetchval(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = session_user"
+        )
+        assert login_is_superuser, "the test servers log in as a superuser"
+        assert await connection.fetchval("SELECT current_user") == "leaddb_app"
+        assert await connection.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
+
+
+async def test_a_role_reset_by_raw_sql_lasts_one_transaction_only(
+    settings: LeadDBSettings, two_tenants: tuple[Organization, Organization]
+) -> None:
+    acme, _ = two_tenants
+    one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
+    async with await LeadDB.connect(one_connection) as db:
+        async with db.tenant(acme.id) as uow:
+            connection = await uow.connection()
+            backend = await connection.fetchval("SELECT pg_backend_pid()")
+            # A superuser login can shed the role on purpose (operations.md: log in as a
+            # member of leaddb_app instead, and this is impossible).
+            await connection.execute("RESET ROLE")
+            assert await connection.fetchval("SELECT current_user") != "leaddb_app"
+        async with db.tenant(acme.id) as uow:
+            again = await uow.connection()
+            assert await again.fetchval("SELECT pg_backend_pid()") == backend
+            assert await again.fetchval("SELECT current_user") == "leaddb_app"
+            assert await again.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
+
+
+async def test_views_honour_the_policies(
+    db: LeadDB, two_tenants: tuple[Organization, Organization]
+) -> None:
+    acme, _ = two_tenants
+    async with db.tenant(acme.id) as uow:
+        connection = await uow.connection()
+        rows = await connection.fetch("SELECT organization_id FROM lead_pipeline")
+        performance = await connection.fetch("SELECT organization_id FROM campaign_performance")
+    assert {row["organization_id"] for row in rows} == {acme.id}
+    assert {row["organization_id"] for row in performance} == {acme.id}
+
+
+async def test_platform_work_goes_through_its_own_policies(
+    db: LeadDB, two_tenants: tuple[Organization, Organization]
+) -> None:
+    acme, globex = two_tenants
+    async with db.platform() as uow:
+        users = await uow.users.find_by_email("OWNER@acme.example.com")
+        assert [user.organization_id for user in users] == [acme.id]
+        connection = await uow.connection()
+        # Login may read users; nothing else of a tenant is visible to the platform.
+        assert await connection.fetchval("SELECT count(*) FROM leads") == 0
+        assert await connection.fetchval("SELECT count(*) FROM users") == 2
+    assert globex.id != acme.id
+
+
+async def test_switching_row_level_security_off_keeps_the_login_role(
+    settings: LeadDBSettings, two_tenants: tuple[Organization, Organization]
+) -> None:
+    acme, _ = two_tenants
+    async with (
+        await LeadDB.connect(settings.model_copy(update={"row_level_security": False})) as db,
+        db.tenant(acme.id) as uow,
+    ):
+        connection = await uow.connection()
+        assert await connection.fetchval("SELECT current_user <> 'leaddb_app'")
+        # A superuser bypasses RLS: the repositories' own filter is what remains.
+        assert (await uow.leads.list()).items[0].organization_id == acme.id
+
+
+async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
+    db: LeadDB, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
+) -> None:
+    acme, _ = two_tenants
+    rng = random.Random(11)
+
+    async def open_and_read() -> None:
+        async with db.tenant(acme.id) as uow:
+            await uow.connection()
+            await uow.leads.list()
+
+    for _ in range(150):
+        task = asyncio.create_task(open_and_read())
+        for _ in range(rng.randrange(0, 6)):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stuck = await pg.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "
+        "AND state LIKE 'idle in transaction%'"
+    )
+    assert stuck == 0
+    assert db.pool.get_size() <= db.pool.get_max_size()
+    # The pool serves the next unit of work at once, with the right tenant.
+    async with db.tenant(acme.id) as uow:
+        page = await asyncio.wait_for(uow.leads.list(), timeout=5)
+    assert [lead.organization_id for lead in page.items] == [acme.id]
