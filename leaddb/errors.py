@@ -78,6 +78,15 @@ class TenantViolationError(LeadDBError):
     """A payload or reference named an organization other than the unit of work's tenant."""
 
 
+class InvalidValueError(LeadDBError):
+    """A value cannot be stored as given: a NUL byte or invalid Unicode in text, or JSON deeper
+    or larger than ``LEADDB_MAX_JSON_DEPTH`` / ``LEADDB_MAX_JSON_BYTES``. ``field`` names it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class InvalidCursorError(LeadDBError):
     """A pagination cursor was tampered with, truncated, or made for another query."""
 

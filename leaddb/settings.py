@@ -60,6 +60,9 @@ class LeadDBSettings(BaseSettings):
         default=None,
         description="Fernet key(s), comma-separated (newest first), for integration credentials.",
     )
+    max_json_bytes: Annotated[int, Field(ge=256, le=64 * 1024 * 1024)] = 256 * 1024
+    max_json_depth: Annotated[int, Field(ge=2, le=200)] = 32
+    max_page_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
     row_level_security: bool = Field(
         default=True,
         description="Pooled connections assume the leaddb_app role, so PostgreSQL's row-level "

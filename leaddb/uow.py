@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from leaddb.errors import (
+    ConnectionFailedError,
     LeadDBError,
     PoolTimeoutError,
     TenantViolationError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from leaddb.repositories.users import PlatformUserRepository, UserRepository
     from leaddb.repositories.views import ViewRepository
     from leaddb.repositories.workflows import WorkflowExecutionRepository, WorkflowRepository
+    from leaddb.scoring import ScoringEngine
     from leaddb.sessions import SessionStore
     from leaddb.settings import LeadDBSettings
 
@@ -121,20 +123,34 @@ class UnitOfWork:
         if self._connection is not None:
             return self._connection
         self._check_open()
-        pool = self._db.pool
+        # A pooled connection may have died since it was last used (the server restarted);
+        # nothing has happened in this unit of work yet, so one fresh connection is safe to try.
+        for attempt in (1, 2):
+            connection = await self._acquire()
+            # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
+            self._connection = connection
+            try:
+                await connection.execute(self._begin_sql())
+            except Exception as error:
+                mapped = _mapped(error)
+                if attempt == 1 and isinstance(mapped, ConnectionFailedError):
+                    self._connection = None
+                    connection.terminate()
+                    await self._db.pool.release(connection)
+                    continue
+                raise mapped from error
+            return connection
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _acquire(self) -> Connection:
+        timeout = self._db.settings.pool_timeout
         try:
-            connection = await pool.acquire(timeout=self._db.settings.pool_timeout)
+            connection: Connection = await self._db.pool.acquire(timeout=timeout)
         except TimeoutError:
             raise PoolTimeoutError(
-                f"no database connection became free within {self._db.settings.pool_timeout}s "
+                f"no database connection became free within {timeout}s "
                 "(LEADDB_POOL_TIMEOUT; LEADDB_POOL_SIZE + LEADDB_MAX_OVERFLOW bound the pool)"
             ) from None
-        except Exception as error:
-            raise _mapped(error) from error
-        # Owned from here: __aexit__ gives it back whatever happens next, cancellation included.
-        self._connection = connection
-        try:
-            await connection.execute(self._begin_sql())
         except Exception as error:
             raise _mapped(error) from error
         return connection
@@ -170,11 +186,15 @@ class UnitOfWork:
             self._closed = True
             await self._release()
         if self.cache is not None and (self._written or self._bulk_written or self._wiped_tenants):
-            await self.cache.invalidate(
-                self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
+            # Shielded: once COMMIT has returned, a cancellation of the caller must not cut the
+            # invalidation short (the rows it covers would stay cached with their old values).
+            await asyncio.shield(
+                self.cache.invalidate(
+                    self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
+                )
             )
         for action in self._after_commit:
-            await action()
+            await asyncio.shield(action())
 
     def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
         """Run ``action`` once the transaction has committed (never after a rollback)."""
@@ -352,6 +372,13 @@ class TenantUnitOfWork(UnitOfWork):
         from leaddb.repositories.activity import ActivityLogRepository
 
         return ActivityLogRepository(self)
+
+    @cached_property
+    def scoring(self) -> ScoringEngine:
+        """The lead-scoring engine of this tenant."""
+        from leaddb.scoring import ScoringEngine
+
+        return ScoringEngine(self)
 
     @cached_property
     def views(self) -> ViewRepository:

@@ -20,6 +20,7 @@ from leaddb.errors import (
     TenantViolationError,
 )
 from leaddb.repositories import statements
+from leaddb.repositories.guard import check_values
 from leaddb.repositories.reads import ENTITY_OF_TABLE, ModelT, ReadRepository, _run, as_uuid
 
 CreateT = TypeVar("CreateT", bound=BaseModel)
@@ -52,6 +53,13 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             )
         for immutable in ("id", "created_at", "updated_at", "version", "deleted_at"):
             values.pop(immutable, None)
+        settings = self._uow.settings
+        check_values(
+            self._shape.entity,
+            values,
+            max_json_bytes=settings.max_json_bytes,
+            max_json_depth=settings.max_json_depth,
+        )
         values = self.prepare_values(values)
         unknown = set(values) - set(self.table.c.keys())
         if unknown:

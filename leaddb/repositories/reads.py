@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
-MAX_PAGE_SIZE = 1000
 
 ENTITY_OF_TABLE: dict[str, str] = {}
 """Table name -> entity name, for every table a repository serves."""
@@ -262,8 +261,11 @@ class ReadRepository(Generic[ModelT]):
         descending: bool = False,
     ) -> Page[ModelT]:
         """A page of rows matching every filter, in a stable order; pass ``next_cursor`` on."""
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise InvalidFilterError(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
+        most = self._uow.settings.max_page_size
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= most:
+            raise InvalidFilterError(
+                f"limit must be an integer from 1 to {most} (LEADDB_MAX_PAGE_SIZE)"
+            )
         order = tuple(order_by or self.default_order)
         if order[-1] != "id":
             order = (*order, "id")

@@ -1,0 +1,65 @@
+"""Checks on values before they are sent: what pydantic lets through but PostgreSQL or the JSON
+encoder would refuse with a driver exception (and an aborted transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from leaddb.errors import InvalidValueError
+
+
+def _depth(value: Any, limit: int, level: int = 1) -> int:
+    if level > limit:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(item, limit, level + 1) for item in value.values()), default=level)
+    if isinstance(value, list | tuple):
+        return max((_depth(item, limit, level + 1) for item in value), default=level)
+    return level
+
+
+def _check_text(entity: str, field: str, text: str) -> None:
+    if "\x00" in text:
+        raise InvalidValueError(f"{entity}.{field}: text cannot hold a NUL byte", field=field)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidValueError(
+                f"{entity}.{field}: text is not valid Unicode (lone surrogate)", field=field
+            ) from None
+
+
+def check_values(
+    entity: str, values: Mapping[str, Any], *, max_json_bytes: int, max_json_depth: int
+) -> None:
+    """Raise InvalidValueError for the first value that cannot be stored."""
+    for field, value in values.items():
+        if isinstance(value, str):
+            _check_text(entity, field, value)
+        elif isinstance(value, dict | list):
+            if _depth(value, max_json_depth) > max_json_depth:
+                raise InvalidValueError(
+                    f"{entity}.{field}: JSON nested deeper than {max_json_depth} levels "
+                    "(LEADDB_MAX_JSON_DEPTH)",
+                    field=field,
+                )
+            try:
+                encoded = orjson.dumps(value)
+            except (orjson.JSONEncodeError, TypeError) as error:
+                raise InvalidValueError(
+                    f"{entity}.{field}: not storable JSON: {error}", field=field
+                ) from None
+            if len(encoded) > max_json_bytes:
+                raise InvalidValueError(
+                    f"{entity}.{field}: JSON of {len(encoded)} bytes exceeds {max_json_bytes} "
+                    "(LEADDB_MAX_JSON_BYTES)",
+                    field=field,
+                )
+            if b"\\u0000" in encoded:
+                raise InvalidValueError(
+                    f"{entity}.{field}: JSON text cannot hold a NUL byte", field=field
+                )
