@@ -1,9 +1,10 @@
-"""The ``leaddb`` command: migrate, demo, and the schema tools."""
+"""The ``leaddb`` command: migrate, demo, and the schema tools (``sql``, ``erd``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -93,6 +94,56 @@ def demo(database_url: DatabaseUrl = None, redis_url: RedisUrl = None) -> None:
 
     settings = load_settings(database_url, redis_url)
     run(lambda: run_demo(settings, console))
+
+
+@app.command()
+def sql(
+    revision: Annotated[str, typer.Option(help="Last revision to include.")] = "head",
+) -> None:
+    """Print the schema's DDL as a plain SQL script (Alembic offline mode), for psql or review.
+
+    The script creates everything `leaddb migrate` would on an empty database, including the
+    alembic_version table, so the database can be migrated online afterwards.
+    """
+    from alembic.util import CommandError
+
+    from leaddb.migrate import offline_sql
+
+    try:
+        offline_sql(revision)
+    except CommandError as error:
+        raise fail(str(error)) from None
+
+
+@app.command()
+def erd(
+    markdown: Annotated[
+        bool, typer.Option(help="The whole docs/schema.md instead of the bare diagram.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of standard output.")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="With --output: fail if the file differs, write nothing.")
+    ] = False,
+) -> None:
+    """Print the Mermaid ER diagram generated from the models (or the schema documentation)."""
+    from leaddb.erd import REGENERATE_COMMAND, mermaid_erd, schema_markdown
+    from leaddb.models import metadata, views_metadata
+
+    text = schema_markdown(metadata, views_metadata) if markdown else mermaid_erd(metadata)
+    if output is None:
+        if check:
+            raise fail("--check needs --output")
+        typer.echo(text, nl=False)
+        return
+    if check:
+        current = output.read_text(encoding="utf-8") if output.is_file() else None
+        if current != text:
+            raise fail(f"{output} is out of date; regenerate it with `{REGENERATE_COMMAND}`")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
 
 
 def main() -> None:

@@ -229,6 +229,18 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+async def _reset_connection(connection: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back: only end a transaction left open.
+
+    asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE ALL, advisory unlocks) costs a round
+    trip on every release; leaddb's units of work keep all their settings transaction-local
+    (SET LOCAL, set_config(..., true)), so there is nothing else to undo. Code that borrows a
+    raw connection from ``db.pool`` and changes session state must undo it itself.
+    """
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 async def create_pool(settings: LeadDBSettings) -> asyncpg.Pool:
     """The asyncpg pool the units of work draw from.
 
@@ -253,6 +265,7 @@ async def create_pool(settings: LeadDBSettings) -> asyncpg.Pool:
             timeout=settings.connect_timeout_seconds,
             server_settings=server_settings,
             init=init,
+            reset=_reset_connection,
         )
     except (asyncpg.PostgresError, OSError, TimeoutError) as error:
         raise ConnectionFailedError(

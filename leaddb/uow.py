@@ -10,6 +10,7 @@ nothing. Using it afterwards raises UnitOfWorkClosedError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -17,6 +18,8 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
+
+import asyncpg
 
 from leaddb.errors import (
     ConnectionFailedError,
@@ -114,7 +117,8 @@ class UnitOfWork:
             raise TenantViolationError("this unit of work has no tenant")
         return self.tenant_id
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """UnitOfWorkClosedError once the unit of work has been committed or rolled back."""
         if self._closed:
             raise UnitOfWorkClosedError("this unit of work has been committed or rolled back")
 
@@ -122,7 +126,7 @@ class UnitOfWork:
         """The transaction's connection, acquired and begun on first use."""
         if self._connection is not None:
             return self._connection
-        self._check_open()
+        self.check_open()
         # A pooled connection may have died since it was last used (the server restarted);
         # nothing has happened in this unit of work yet, so one fresh connection is safe to try.
         for attempt in (1, 2):
@@ -135,8 +139,7 @@ class UnitOfWork:
                 mapped = _mapped(error)
                 if attempt == 1 and isinstance(mapped, ConnectionFailedError):
                     self._connection = None
-                    connection.terminate()
-                    await self._db.pool.release(connection)
+                    await self._return_to_pool(connection)
                     continue
                 raise mapped from error
             return connection
@@ -155,6 +158,31 @@ class UnitOfWork:
             raise _mapped(error) from error
         return connection
 
+    async def fetch(self, query: str, *args: object) -> list[Record]:
+        """Run raw SQL in this transaction (tenant context and row-level security included);
+        driver errors come out as leaddb errors. Pass values as ``$n`` arguments."""
+        connection = await self.connection()
+        try:
+            return await connection.fetch(query, *args)
+        except Exception as error:
+            raise _mapped(error) from error
+
+    async def fetchval(self, query: str, *args: object) -> object:
+        """Like ``fetch``, returning the first column of the first row."""
+        connection = await self.connection()
+        try:
+            return await connection.fetchval(query, *args)
+        except Exception as error:
+            raise _mapped(error) from error
+
+    async def execute(self, query: str, *args: object) -> str:
+        """Like ``fetch`` for statements without rows; returns the command tag."""
+        connection = await self.connection()
+        try:
+            return await connection.execute(query, *args)
+        except Exception as error:
+            raise _mapped(error) from error
+
     def _begin_sql(self) -> str:
         """What starts the transaction: BEGIN and the row-level-security context, sent as one
         simple-protocol message, so setting the tenant costs no round trip of its own."""
@@ -168,7 +196,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
-        self._check_open()
+        self.check_open()
         connection = self._connection
         try:
             if connection is not None:
@@ -215,17 +243,24 @@ class UnitOfWork:
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        # Shielded: a cancellation arriving now must not interrupt the rollback half-way; the
+        # caller sees the CancelledError while the connection is still cleaned up and returned.
+        await asyncio.shield(self._return_to_pool(connection))
+
+    async def _return_to_pool(self, connection: Connection) -> None:
         # A connection goes back to the pool only outside a transaction. When the rollback
-        # cannot finish (cancelled, connection broken), the connection is closed instead, so
-        # nobody ever receives one with a transaction still open.
+        # cannot finish (connection broken, another operation in progress after a cancelled
+        # statement), it is closed instead, so no one ever gets one with a transaction open.
+        # When the server went away, asyncpg has already taken the connection back: every
+        # call on it raises InterfaceError, and there is nothing left to return.
         try:
             if not connection.is_closed() and connection.is_in_transaction():
                 await connection.execute("ROLLBACK")
-        except BaseException:
-            connection.terminate()
+        except Exception:
+            with contextlib.suppress(Exception):
+                connection.terminate()
+        with contextlib.suppress(asyncpg.InterfaceError):
             await self._db.pool.release(connection)
-            raise
-        await self._db.pool.release(connection)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:

@@ -132,8 +132,13 @@ class _Breaker:
         return time.monotonic() >= self.open_until
 
     def failed(self) -> None:
+        now = time.monotonic()
+        if now < self.open_until:
+            # Calls that were already in flight when Redis went away fail together: one
+            # outage is one failure, or a short blip would switch the cache off for long.
+            return
         self.failures += 1
-        self.open_until = time.monotonic() + min(0.5 * 2 ** min(self.failures, 6), 30.0)
+        self.open_until = now + min(0.25 * 2 ** min(self.failures, 7), 30.0)
 
     def succeeded(self) -> bool:
         """Record a success; True when this ends an outage."""
@@ -211,10 +216,14 @@ class CacheStore:
         return True
 
     def _recovered(self) -> None:
-        if self._breaker.succeeded() or self._breaker.outage_logged:
-            if self._breaker.outage_logged:
-                logger.warning("Redis reachable again; cache back in use")
-            self._breaker.outage_logged = False
+        """Called after every successful Redis call; ends an outage if one was on."""
+        breaker = self._breaker
+        if not (breaker.failures or breaker.outage_logged):
+            return
+        breaker.succeeded()
+        if breaker.outage_logged:
+            logger.warning("Redis reachable again; cache back in use")
+        breaker.outage_logged = False
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -235,6 +244,7 @@ class CacheStore:
         except (RedisError, OSError) as error:
             self._failed(error, "reading")
             return None
+        self._recovered()
         tokens = Tokens(_text(row), _text(generation), _text(epoch))
         payload = _valid_payload(value, tokens)
         if payload is None:
@@ -256,6 +266,7 @@ class CacheStore:
         except (RedisError, OSError) as error:
             self._failed(error, "reading")
             return None
+        self._recovered()
         tokens = Tokens("", _text(values[-2]), _text(values[-1]))
         payloads = [_valid_payload(value, tokens) for value in values[:-2]]
         hits = sum(payload is not None for payload in payloads)
@@ -294,6 +305,7 @@ class CacheStore:
         except (RedisError, OSError) as error:
             self._failed(error, "filling")
             return
+        self._recovered()
         if stored:
             self.stats_counters.fills += 1
         else:
@@ -320,6 +332,7 @@ class CacheStore:
         except (RedisError, OSError) as error:
             self._failed(error, "filling")
             return
+        self._recovered()
         self.stats_counters.fills += stored
         self.stats_counters.refused_fills += len(items) - stored
 

@@ -1,11 +1,16 @@
-"""Lead scoring: the rules an organization scores its leads with, and the history of scores."""
+"""Lead scoring: the rules an organization scores its leads with, and the history of scores.
+
+The Create and Update schemas of a rule check its field, operator and value against the rule
+grammar of :mod:`leaddb.scoring.grammar` (imported when a rule is validated: the scoring package
+itself builds on these models).
+"""
 
 import uuid
-from typing import Annotated, ClassVar, Final
+from typing import Annotated, ClassVar, Final, Self
 
 import sqlalchemy as sa
 from annotated_types import Interval
-from pydantic import JsonValue
+from pydantic import JsonValue, field_validator, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -69,7 +74,8 @@ Points = Annotated[int, Interval(ge=POINTS_MIN, le=POINTS_MAX)]
 Priority = Annotated[int, Interval(ge=0, le=PRIORITY_MAX)]
 """Order in which rules are evaluated (ascending)."""
 RuleField = Annotated[str, text_field(100, min_length=1)]
-"""The lead field a rule looks at (the allow-list is checked by the scoring engine)."""
+"""The lead field a rule looks at: a scorable column or ``custom_fields.<key>``
+(``leaddb.scoring.grammar.SCORING_FIELDS``)."""
 ScoreReason = Annotated[str | None, text_field(500)]
 Operator = Annotated[ScoringOperator, enum_field(ScoringOperator)]
 Temperature = Annotated[LeadTemperature, enum_field(LeadTemperature)]
@@ -102,7 +108,23 @@ class LeadScoringRule(VersionMixin, TimestampsMixin, LeadScoringRuleBase, Tenant
 
 
 class LeadScoringRuleCreate(LeadScoringRuleBase, CreateSchema):
-    """Payload to create a scoring rule."""
+    """Payload to create a scoring rule; field, operator and value are checked together, and
+    a ValidationError says which of them is wrong and why."""
+
+    @field_validator("field")
+    @classmethod
+    def _scorable_field(cls, field: str) -> str:
+        from leaddb.scoring.grammar import rule_target
+
+        rule_target(field)
+        return field
+
+    @model_validator(mode="after")
+    def _valid_condition(self) -> Self:
+        from leaddb.scoring.grammar import parse_rule
+
+        parse_rule(self.field, self.operator, self.value)
+        return self
 
 
 class LeadScoringRuleUpdate(UpdateSchema):
@@ -115,6 +137,39 @@ class LeadScoringRuleUpdate(UpdateSchema):
     points: Points | None = None
     priority: Priority | None = None
     is_active: bool | None = None
+
+    @field_validator("field")
+    @classmethod
+    def _scorable_field(cls, field: str | None) -> str | None:
+        from leaddb.scoring.grammar import rule_target
+
+        if field is not None:
+            rule_target(field)
+        return field
+
+    @model_validator(mode="after")
+    def _valid_parts(self) -> Self:
+        """Check what the patch says by itself; the merged rule is parsed again when scored.
+
+        A patch may change the value alone (its field and operator are in the stored rule),
+        so only the parts given together can be checked here.
+        """
+        from leaddb.scoring.grammar import (
+            check_operand_shape,
+            check_operator,
+            parse_rule,
+            rule_target,
+        )
+
+        has_value = "value" in self.model_fields_set
+        if self.field is not None and self.operator is not None:
+            if has_value:
+                parse_rule(self.field, self.operator, self.value)
+            else:
+                check_operator(rule_target(self.field), self.operator)
+        elif self.operator is not None and has_value:
+            check_operand_shape(self.operator, self.value)
+        return self
 
 
 class LeadScoringRuleRead(VersionRead, TimestampsRead, LeadScoringRuleBase, ReadSchema, TenantRead):

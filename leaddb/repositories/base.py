@@ -53,6 +53,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             )
         for immutable in ("id", "created_at", "updated_at", "version", "deleted_at"):
             values.pop(immutable, None)
+        values = self.prepare_values(values)
         settings = self._uow.settings
         check_values(
             self._shape.entity,
@@ -60,7 +61,6 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             max_json_bytes=settings.max_json_bytes,
             max_json_depth=settings.max_json_depth,
         )
-        values = self.prepare_values(values)
         unknown = set(values) - set(self.table.c.keys())
         if unknown:
             raise InvalidFilterError(f"{self._shape.entity} has no columns {sorted(unknown)}")
@@ -93,7 +93,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         if self.audited:
             args.extend(self._action_and_actor("created"))
         connection = await self._connection()
-        row = await _run(connection.fetchrow(sql, *args))
+        row = await _run(connection.fetchrow, sql, *args)
         created: ModelT = self._hydrator.one(row)
         self._uow.record_created(self._shape.entity, (row["id"],))
         return created
@@ -116,14 +116,14 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         scratch = f"_leaddb_{self.table.name}"
         table_name = self._shape.name
         await _run(
-            connection.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {statements.quote(scratch)} "
-                f"(LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
+            connection.execute,
+            f"CREATE TEMP TABLE IF NOT EXISTS {statements.quote(scratch)} "
+            f"(LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
         )
+        records = [tuple(row.values()) for row in rows]
         await _run(
-            connection.copy_records_to_table(
-                scratch, records=[tuple(row.values()) for row in rows], columns=list(columns)
+            lambda: connection.copy_records_to_table(
+                scratch, records=records, columns=list(columns)
             )
         )
         sql = self._statement(
@@ -133,8 +133,8 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             ),
         )
         args: list[Any] = list(self._action_and_actor("created")) if self.audited else []
-        written = await _run(connection.fetch(sql, *args))
-        await _run(connection.execute(f"TRUNCATE {statements.quote(scratch)}"))
+        written = await _run(connection.fetch, sql, *args)
+        await _run(connection.execute, f"TRUNCATE {statements.quote(scratch)}")
         created: list[ModelT] = self._hydrator.many(written)
         self._uow.record_created(self._shape.entity, (row["id"] for row in written))
         return created
@@ -177,7 +177,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._action_and_actor("updated"))
         connection = await self._connection()
-        row = await _run(connection.fetchrow(sql, *args))
+        row = await _run(connection.fetchrow, sql, *args)
         if row is None:
             raise self._not_found(key)
         data = dict(row)
@@ -222,11 +222,11 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if audit:
             args.extend(self._action_and_actor("deleted"))
         connection = await self._connection()
-        row = await _run(connection.fetchrow(sql, *args))
+        row = await _run(connection.fetchrow, sql, *args)
         if row is None:
             if check:
                 actual = await _run(
-                    connection.fetchval(statements.current_version(self._shape), *self._key(key))
+                    connection.fetchval, statements.current_version(self._shape), *self._key(key)
                 )
                 if actual is not None:
                     raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
@@ -269,7 +269,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._action_and_actor("deleted" if deleted else "restored"))
         connection = await self._connection()
-        row = await _run(connection.fetchrow(sql, *args))
+        row = await _run(connection.fetchrow, sql, *args)
         if row is None:
             raise self._not_found(key)
         data = dict(row)
@@ -280,21 +280,20 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         result: ModelT = self._hydrator.one(data)
         return result
 
-    async def _upsert(self, data: CreateT, conflict_target: str) -> ModelT:
-        """INSERT, or UPDATE the row that has the same natural key (``conflict_target``)."""
+    async def _upsert(self, data: CreateT, natural_key: Sequence[tuple[str, str]]) -> ModelT:
+        """INSERT, or UPDATE the row with the same natural key (see ``statements.upsert_one``)."""
         values = self._insert_values(data)
         columns = tuple(values)
+        key = tuple(natural_key)
         sql = self._statement(
-            ("upsert", columns, conflict_target),
-            lambda: statements.upsert_one(
-                self._shape, columns, conflict_target, audit=self.audited
-            ),
+            ("upsert", columns, key),
+            lambda: statements.upsert_one(self._shape, columns, key, audit=self.audited),
         )
         args = list(values.values())
         if self.audited:
             args.append(self._uow.actor_id)
         connection = await self._connection()
-        row = await _run(connection.fetchrow(sql, *args))
+        row = await _run(connection.fetchrow, sql, *args)
         result: ModelT = self._hydrator.one(row)
         self._written(row["id"])
         return result

@@ -82,9 +82,12 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
             raise ValueError(f"enroll at most {MAX_ENROLL} leads per call")
         connection = await self._connection()
         rows = await _run(
-            connection.fetch(
-                _ENROLL_SQL, self._uow.require_tenant(), campaign, ids, self._uow.actor_id
-            )
+            connection.fetch,
+            _ENROLL_SQL,
+            self._uow.require_tenant(),
+            campaign,
+            ids,
+            self._uow.actor_id,
         )
         enrolled = CampaignLeadRepository._hydrator.many(rows)
         self._uow.record_created("campaign_lead", [row.id for row in enrolled])
@@ -96,7 +99,7 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
         counts = dict.fromkeys(CampaignLeadStatus, 0)
         if campaign is not None:
             connection = await self._connection()
-            rows = await _run(connection.fetch(_FUNNEL_SQL, self._uow.require_tenant(), campaign))
+            rows = await _run(connection.fetch, _FUNNEL_SQL, self._uow.require_tenant(), campaign)
             for row in rows:
                 counts[CampaignLeadStatus(row["status"])] = int(row["n"])
         return Funnel(campaign_id=campaign or uuid.UUID(int=0), counts=counts)

@@ -41,17 +41,61 @@ def key_fields(detail: str | None) -> str | None:
     return ", ".join(fields) or None
 
 
+def _constraint_fields() -> dict[str, str]:
+    """Constraint and unique-index names -> their caller-facing fields, from the models.
+
+    Under row-level security PostgreSQL leaves the ``Key (...)=(...)`` detail out of errors
+    (it would show values the role may not read), so the field comes from the name instead.
+    """
+    from sqlalchemy import Column, ForeignKeyConstraint, Index, UniqueConstraint
+    from sqlalchemy.sql import visitors
+
+    from leaddb.models import metadata
+
+    found: dict[str, str] = {}
+    for table in metadata.tables.values():
+        items: list[object] = [*table.indexes, *table.constraints]
+        for item in items:
+            if not isinstance(item, Index | UniqueConstraint | ForeignKeyConstraint):
+                continue
+            name = item.name
+            if not isinstance(name, str):
+                continue
+            columns: list[str] = []
+            expressions = item.expressions if isinstance(item, Index) else list(item.columns)
+            for expression in expressions:
+                for element in visitors.iterate(expression):  # type: ignore[arg-type]
+                    if isinstance(element, Column) and element.name not in columns:
+                        columns.append(element.name)
+            fields = [column for column in columns if column != "organization_id"]
+            if fields:
+                found[name] = ", ".join(fields)
+    return found
+
+
+_FIELDS_BY_CONSTRAINT: dict[str, str] | None = None
+
+
+def constraint_fields(constraint: str | None) -> str | None:
+    global _FIELDS_BY_CONSTRAINT
+    if constraint is None:
+        return None
+    if _FIELDS_BY_CONSTRAINT is None:
+        _FIELDS_BY_CONSTRAINT = _constraint_fields()
+    return _FIELDS_BY_CONSTRAINT.get(constraint)
+
+
 def translate(error: BaseException) -> LeadDBError | None:
     """The leaddb error for a driver exception, or None when it is not a database error."""
     if isinstance(error, pgerr.UniqueViolationError):
-        field = key_fields(error.detail)
+        field = key_fields(error.detail) or constraint_fields(error.constraint_name)
         return ConflictError(
             f"{error.table_name or 'row'}: {field or error.constraint_name} already exists",
             field=field,
             constraint=error.constraint_name,
         )
     if isinstance(error, pgerr.ForeignKeyViolationError):
-        field = key_fields(error.detail)
+        field = key_fields(error.detail) or constraint_fields(error.constraint_name)
         return ConflictError(
             f"{error.table_name}: {field or error.constraint_name} refers to a row that does not "
             "exist in this organization, or is still referenced",

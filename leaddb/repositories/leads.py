@@ -137,7 +137,7 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
 
         A soft-deleted lead with that email comes back to life with the new values.
         """
-        return await self._upsert(data, "(organization_id, lower(email))")
+        return await self._upsert(data, [("email", "lower({})")])
 
     async def get_by_email(self, email: str) -> Lead | None:
         """The live lead with this email, ignoring case."""
@@ -149,7 +149,7 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         )
         compiled = compile_sql(statement)
         connection = await self._connection()
-        row = await _run(connection.fetchrow(compiled.text, *compiled.args({})))
+        row = await _run(connection.fetchrow, compiled.text, *compiled.args({}))
         return None if row is None else self._hydrator.one(row)
 
     async def search(self, terms: str, *, limit: int = 20) -> builtins.list[Lead]:
@@ -194,13 +194,12 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         moment = communication.sent_at or communication.created_at
         connection = await self._connection()
         changed = await _run(
-            connection.fetchval(
-                "UPDATE leads SET last_engagement_at = $3 WHERE organization_id = $1 AND id = $2 "
-                "AND (last_engagement_at IS NULL OR last_engagement_at < $3) RETURNING id",
-                self._uow.require_tenant(),
-                communication.lead_id,
-                moment,
-            )
+            connection.fetchval,
+            "UPDATE leads SET last_engagement_at = $3 WHERE organization_id = $1 AND id = $2 "
+            "AND (last_engagement_at IS NULL OR last_engagement_at < $3) RETURNING id",
+            self._uow.require_tenant(),
+            communication.lead_id,
+            moment,
         )
         if changed is not None:
             self._written(communication.lead_id)
@@ -226,7 +225,7 @@ class LeadNoteRepository(Repository[LeadNote, LeadNoteCreate, LeadNoteUpdate]):
         )
         compiled = compile_sql(statement)
         connection = await self._connection()
-        rows = await _run(connection.fetch(compiled.text, *compiled.args({})))
+        rows = await _run(connection.fetch, compiled.text, *compiled.args({}))
         return self._hydrator.many(rows)
 
 
@@ -242,12 +241,11 @@ class LeadAssignmentRepository(
         """End the lead's active assignment, if it has one."""
         connection = await self._connection()
         row = await _run(
-            connection.fetchrow(
-                "SELECT id FROM lead_assignments WHERE organization_id = $1 AND lead_id = $2 "
-                "AND unassigned_at IS NULL FOR UPDATE",
-                self._uow.require_tenant(),
-                lead_id,
-            )
+            connection.fetchrow,
+            "SELECT id FROM lead_assignments WHERE organization_id = $1 AND lead_id = $2 "
+            "AND unassigned_at IS NULL FOR UPDATE",
+            self._uow.require_tenant(),
+            lead_id,
         )
         if row is None:
             return None

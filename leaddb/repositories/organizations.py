@@ -47,5 +47,5 @@ class OrganizationRepository(Repository[Organization, OrganizationCreate, Organi
         table = self.table
         compiled = compile_sql(select(*table.c).where(table.c.slug == slug))
         connection = await self._connection()
-        row = await _run(connection.fetchrow(compiled.text, *compiled.args({})))
+        row = await _run(connection.fetchrow, compiled.text, *compiled.args({}))
         return None if row is None else self._hydrator.one(row)

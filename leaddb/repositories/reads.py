@@ -10,12 +10,12 @@ from __future__ import annotations
 import builtins
 import hashlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Select, Table, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select
 from sqlmodel import SQLModel
 
 from leaddb.cache.codec import RowCodec
@@ -52,14 +52,46 @@ _ORDER_KINDS: dict[type[Any], type[Any]] = {
 }
 
 
-async def _run(coroutine: Any) -> Any:
+async def _run(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """``await method(*args)`` with driver errors turned into leaddb errors.
+
+    The call itself is inside the ``try``: asyncpg raises at call time, not at await time,
+    when the connection was lost and the pool has already taken it back.
+    """
     try:
-        return await coroutine
+        return await method(*args)
     except Exception as error:
         mapped = translate(error)
         if mapped is None:
             raise
         raise mapped from error
+
+
+def after_position(
+    columns: Sequence[ColumnElement[Any]], values: Sequence[object], descending: bool
+) -> ColumnElement[bool]:
+    """Rows after ``values`` in the order of ``columns``: ``(a, b) > (x, y)`` spelled
+    ``a >= x AND (a > x OR b > y)``.
+
+    Row comparison (``record_gt``) is not leakproof, so under row-level security PostgreSQL
+    would not use it in an index scan; comparisons of single timestamps, UUIDs and integers
+    are, and the leading ``a >= x`` gives the index its range.
+    """
+    first, *rest = zip(columns, values, strict=True)
+
+    def beyond(column: ColumnElement[Any], value: object) -> ColumnElement[bool]:
+        return column < value if descending else column > value
+
+    def reached(column: ColumnElement[Any], value: object) -> ColumnElement[bool]:
+        return column <= value if descending else column >= value
+
+    if not rest:
+        return beyond(*first)
+    alternatives: list[ColumnElement[bool]] = [beyond(*first)]
+    for index in range(len(rest)):
+        equal = [column == value for column, value in rest[:index]]
+        alternatives.append(and_(*equal, beyond(*rest[index])))
+    return and_(reached(*first), or_(*alternatives))
 
 
 def as_uuid(value: object) -> uuid.UUID | None:
@@ -110,7 +142,9 @@ class ReadRepository(Generic[ModelT]):
         cls._sql = {}
         if "cacheable" not in cls.__dict__:
             # Rows with secrets never enter the cache, so those entities are not cached at all.
-            cls.cacheable = not any(name in statements.SECRET_COLUMNS for name in table.c)
+            cls.cacheable = not any(
+                column.name in statements.SECRET_COLUMNS for column in table.columns
+            )
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
@@ -152,6 +186,7 @@ class ReadRepository(Generic[ModelT]):
         uow = self._uow
         cache = uow.cache
         if cache is not None and self.cacheable and not uow.wrote(self._shape.entity, key):
+            uow.check_open()
             found: ModelT | None = await cache.get(
                 self._cache_tenant(key),
                 self._shape.entity,
@@ -178,7 +213,7 @@ class ReadRepository(Generic[ModelT]):
             lambda: statements.select_by_key(self._shape, include_deleted=include_deleted),
         )
         connection = self._uow._connection or await self._connection()
-        row: Record | None = await _run(connection.fetchrow(sql, *self._key(key)))
+        row: Record | None = await _run(connection.fetchrow, sql, *self._key(key))
         return row
 
     async def get_one(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT:
@@ -203,6 +238,7 @@ class ReadRepository(Generic[ModelT]):
         entity = self._shape.entity
         found: dict[uuid.UUID, ModelT]
         if cache is not None and self.cacheable and self._shape.tenant_scoped:
+            uow.check_open()
             cached = [key for key in keys if not uow.wrote(entity, key)]
             found = await cache.get_many(
                 uow.require_tenant(), entity, cached, self._codec, self._fetch_many
@@ -234,7 +270,7 @@ class ReadRepository(Generic[ModelT]):
         if self._shape.tenant_scoped:
             params.insert(0, self._uow.require_tenant())
         connection = await self._connection()
-        rows: builtins.list[Record] = await _run(connection.fetch(sql, *params))
+        rows: builtins.list[Record] = await _run(connection.fetch, sql, *params)
         return rows
 
     def _base_select(self, filters: Sequence[Filter], include_deleted: bool) -> Select[Any]:
@@ -290,14 +326,12 @@ class ReadRepository(Generic[ModelT]):
         if after is not None:
             kinds = [_ORDER_KINDS.get(column.type.python_type, str) for column in order_columns]
             values = self._uow.cursors.decode(fingerprint, after, kinds)
-            position = tuple_(*order_columns)
-            boundary = tuple_(*values)
-            statement = statement.where(position < boundary if descending else position > boundary)
+            statement = statement.where(after_position(order_columns, values, descending))
         ordering = [column.desc() if descending else column.asc() for column in order_columns]
         statement = statement.order_by(*ordering).limit(limit + 1)
         compiled = compile_sql(statement)
         connection = await self._connection()
-        rows = await _run(connection.fetch(compiled.text, *compiled.args({})))
+        rows = await _run(connection.fetch, compiled.text, *compiled.args({}))
         items: list[ModelT] = self._hydrator.many(rows[:limit])
         next_cursor = None
         if len(rows) > limit:
@@ -311,7 +345,7 @@ class ReadRepository(Generic[ModelT]):
         statement = select(func.count()).select_from(inner.subquery())
         compiled = compile_sql(statement)
         connection = await self._connection()
-        value = await _run(connection.fetchval(compiled.text, *compiled.args({})))
+        value = await _run(connection.fetchval, compiled.text, *compiled.args({}))
         return int(value)
 
     async def exists(self, *filters: Filter, include_deleted: bool = False) -> bool:
@@ -320,4 +354,4 @@ class ReadRepository(Generic[ModelT]):
         statement = select(inner.exists())
         compiled = compile_sql(statement)
         connection = await self._connection()
-        return bool(await _run(connection.fetchval(compiled.text, *compiled.args({}))))
+        return bool(await _run(connection.fetchval, compiled.text, *compiled.args({})))

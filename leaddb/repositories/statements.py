@@ -233,15 +233,23 @@ def _locked_update(
 
 
 def upsert_one(
-    shape: TableShape, columns: Sequence[str], conflict_target: str, *, audit: bool
+    shape: TableShape,
+    columns: Sequence[str],
+    natural_key: Sequence[tuple[str, str]],
+    *,
+    audit: bool,
 ) -> str:
-    """INSERT one row or update the live row with the same natural key (and revive a deleted one).
+    """INSERT one row, or update the row with the same natural key (reviving a deleted one).
 
-    ``conflict_target`` is the unique index's column list, e.g. ``(organization_id, lower(email))``.
-    Parameters: the columns, then the actor. The audit action is 'created' or 'updated'.
+    ``natural_key`` pairs a column with the expression its unique index uses, ``{}`` standing
+    for the column, e.g. ``[("email", "lower({})")]``. Parameters: the columns, then the actor.
+    The audit row says 'created', or 'updated' with the changed fields before and after.
     """
     names = ", ".join(quote(name) for name in columns)
     values = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
+    position = {name: index for index, name in enumerate(columns, 1)}
+    target = ["organization_id"] if shape.tenant_scoped else []
+    target += [template.format(quote(name)) for name, template in natural_key]
     keep = {"id", "organization_id", "created_at"}
     updates = [f"{quote(name)} = EXCLUDED.{quote(name)}" for name in columns if name not in keep]
     if shape.versioned:
@@ -252,23 +260,42 @@ def upsert_one(
         updates.append("deleted_at = NULL")
     written = (
         f"INSERT INTO {shape.name} AS t ({names}) VALUES ({values}) "
-        f"ON CONFLICT {conflict_target} DO UPDATE SET {', '.join(updates)} "
+        f"ON CONFLICT ({', '.join(target)}) DO UPDATE SET {', '.join(updates)} "
         f"RETURNING {shape.select_list('t')}, (t.xmax = 0) AS _inserted"
     )
     select = ", ".join(f"w.{quote(name)}" for name in shape.columns)
     if not audit:
         return f"WITH w AS ({written}) SELECT {select} FROM w"
-    n = len(columns)
-    changes = f"jsonb_build_object('after', {shape.redacted_json('w')} - '_inserted')"
+    matches = [
+        f"{template.format('o.' + quote(name))} = {template.format('$' + str(position[name]))}"
+        for name, template in natural_key
+    ]
+    if shape.tenant_scoped:
+        matches.insert(0, f"o.organization_id = ${position['organization_id']}")
+    # The row as the statement's snapshot saw it, before the upsert wrote it. No FOR UPDATE:
+    # this CTE is read after the upsert has run, and a row changed by the same statement is
+    # skipped by a locking read (the upsert takes the row lock itself).
+    old = f"SELECT {shape.select_list('o')} FROM {shape.name} o WHERE {' AND '.join(matches)}"
+    after = f"({shape.redacted_json('w')} - '_inserted')"
+    before = shape.redacted_json("old")
+    changed = (
+        f"(SELECT jsonb_build_object("
+        f"'before', coalesce(jsonb_object_agg(b.key, b.value), '{{}}'::jsonb), "
+        f"'after', coalesce(jsonb_object_agg(b.key, {after} -> b.key), '{{}}'::jsonb)) "
+        f"FROM jsonb_each({before}) b "
+        "WHERE b.key NOT IN ('version', 'updated_at') "
+        f"AND b.value IS DISTINCT FROM {after} -> b.key)"
+    )
+    changes = f"CASE WHEN w._inserted THEN jsonb_build_object('after', {after}) ELSE {changed} END"
     organization = "w.organization_id" if shape.tenant_scoped else "w.id"
     log = (
         f"INSERT INTO {quote(AUDIT_TABLE)} (organization_id, id, actor_user_id, entity_type, "
-        f"entity_id, action, changes) SELECT {organization}, leaddb_uuid7(), ${n + 1}, "
+        f"entity_id, action, changes) SELECT {organization}, leaddb_uuid7(), ${len(columns) + 1}, "
         f"'{shape.entity}', w.id, "
         f"(CASE WHEN w._inserted THEN 'created' ELSE 'updated' END)::activity_action, "
-        f"{changes} FROM w"
+        f"{changes} FROM w LEFT JOIN old ON old.id = w.id"
     )
-    return f"WITH w AS ({written}), log AS ({log}) SELECT {select} FROM w"
+    return f"WITH old AS ({old}), w AS ({written}), log AS ({log}) SELECT {select} FROM w"
 
 
 def delete_one(shape: TableShape, *, audit: bool, check_version: bool) -> str:

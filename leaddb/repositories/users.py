@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
-from leaddb.models import User, UserCreate, UserUpdate
+from leaddb.models import User, UserCreate, UserUpdate, table_of
 from leaddb.passwords import hash_password, verify_password
 from leaddb.repositories.base import Repository
-from leaddb.repositories.reads import ReadRepository, _run
+from leaddb.repositories.hydrate import Hydrator
+from leaddb.repositories.reads import _run, as_uuid
 from leaddb.repositories.sql import compile_sql
+
+if TYPE_CHECKING:
+    from leaddb.uow import UnitOfWork
 
 
 def _hash_password_field(values: dict[str, Any]) -> dict[str, Any]:
@@ -59,27 +63,44 @@ class UserRepository(Repository[User, UserCreate, UserUpdate]):
         )
         compiled = compile_sql(statement)
         connection = await self._connection()
-        row = await _run(connection.fetchrow(compiled.text, *compiled.args({})))
+        row = await _run(connection.fetchrow, compiled.text, *compiled.args({}))
         return None if row is None else self._hydrator.one(row)
 
 
-class PlatformUserRepository(ReadRepository[User]):
-    """Users across organizations, for logging in (read-only: changes go through a tenant)."""
+class PlatformUserRepository:
+    """Users across organizations, for logging in: read-only, by email or by id.
 
-    model: ClassVar[type[User]] = User
+    Changes to users go through a tenant unit of work, which scopes and audits them.
+    """
+
+    _hydrator: ClassVar[Hydrator[User]] = Hydrator(User)
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def _rows(self, statement: Select[Any]) -> list[User]:
+        compiled = compile_sql(statement)
+        connection = await self._uow.connection()
+        rows = await _run(connection.fetch, compiled.text, *compiled.args({}))
+        return self._hydrator.many(rows)
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        """The user with this id, in whichever organization it is."""
+        key = as_uuid(user_id)
+        if key is None:
+            return None
+        table = table_of(User)
+        found = await self._rows(select(*table.c).where(table.c.id == key))
+        return found[0] if found else None
 
     async def find_by_email(self, email: str) -> list[User]:
         """Every active user with this email, in any organization (one per organization)."""
-        table = self.table
-        statement = (
+        table = table_of(User)
+        return await self._rows(
             select(*table.c)
             .where(func.lower(table.c.email) == email.lower(), table.c.is_active.is_(True))
             .order_by(table.c.organization_id)
         )
-        compiled = compile_sql(statement)
-        connection = await self._connection()
-        rows = await _run(connection.fetch(compiled.text, *compiled.args({})))
-        return self._hydrator.many(rows)
 
     async def authenticate(self, email: str, password: str) -> list[User]:
         """The active users with this email whose password matches."""

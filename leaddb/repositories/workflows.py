@@ -68,7 +68,7 @@ class WorkflowRepository(Repository[Workflow, WorkflowCreate, WorkflowUpdate]):
     async def stats(self) -> list[WorkflowStats]:
         """Executions, success rate and mean duration of every workflow."""
         connection = await self._connection()
-        rows = await _run(connection.fetch(_STATS_SQL, self._uow.require_tenant()))
+        rows = await _run(connection.fetch, _STATS_SQL, self._uow.require_tenant())
         return [
             WorkflowStats(
                 workflow_id=row["workflow_id"],

@@ -1,0 +1,312 @@
+"""Scoring in SQL: rule conditions compiled to expressions, and the statements of the engine.
+
+Nothing a caller wrote is ever spliced into the SQL text: column names come from the rule
+grammar's allow-list (:data:`leaddb.scoring.grammar.SCORING_FIELDS`) and are quoted, the
+constants (enum type names, audit action) come from this package's own code, and every rule
+value, custom-field key, point count, threshold and ``now`` is a ``$n`` bind parameter.
+:func:`condition` is the SQL twin of :func:`leaddb.scoring.evaluate.matches`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import orjson
+
+from leaddb.models import ActivityAction, LeadSource, LeadStatus, LeadTemperature
+from leaddb.models.fields import SCORE_MAX, SCORE_MIN, enum_type
+from leaddb.models.organization import TemperatureThresholds
+from leaddb.repositories.statements import quote
+from leaddb.scoring.evaluate import CompiledRule, ascii_lower
+from leaddb.scoring.grammar import ParsedRule, RuleScalar, ScoringFieldKind
+
+__all__ = [
+    "ORGANIZATION_AUDIT",
+    "Binder",
+    "Statement",
+    "condition",
+    "rescore_lead_statement",
+    "rescore_organization_statement",
+]
+
+_K = ScoringFieldKind
+_TEMPERATURE = enum_type(LeadTemperature).name
+_ACTION = enum_type(ActivityAction).name
+_RESCORED = ActivityAction.RESCORED.value
+_ENUM_TYPES = {
+    "status": enum_type(LeadStatus).name,
+    "source": enum_type(LeadSource).name,
+}
+_COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_CASTS = {
+    _K.TEXT: "text",
+    _K.NUMBER: "numeric",
+    _K.DATE: "date",
+    _K.DATETIME: "timestamptz",
+    _K.UUID: "uuid",
+}
+
+
+@dataclass
+class Binder:
+    """Collects the bind parameters of a statement; ``bind`` returns the placeholder."""
+
+    first: int
+    values: list[object] = field(default_factory=list)
+
+    def bind(self, value: object, cast: str) -> str:
+        """``$n::cast`` for ``value`` (the cast is one of this module's type names)."""
+        self.values.append(value)
+        return f"${self.first + len(self.values) - 1}::{cast}"
+
+
+def _fold(expression: str) -> str:
+    # Under the "C" collation lower() folds A-Z only, whatever the server's locale, exactly
+    # like ascii_lower() in Python (and much faster than translate()).
+    return f'lower(({expression}) COLLATE "C")'
+
+
+def _json_text(value: RuleScalar) -> str:
+    """A JSON scalar as JSON text: numbers keep their exact decimal spelling."""
+    if isinstance(value, Decimal):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def condition(rule: ParsedRule, binder: Binder, now: str) -> str:
+    """A boolean SQL expression over the lead ``l``: true when it satisfies ``rule``, false or
+    NULL otherwise. ``now`` is the placeholder of the run's ``now``."""
+    target = rule.target
+    kind = target.kind
+    operator = rule.operator.value
+    column = f"l.{quote(target.column)}"
+    if kind is _K.TAGS:
+        return _tags(operator, column, rule, binder)
+    if kind is _K.JSON:
+        # An absent key and a JSON null are both "no value".
+        key = binder.bind(target.key, "text")
+        value = f"NULLIF({column} -> {key}, 'null'::jsonb)"
+        if operator == "exists":
+            return f"{value} IS {'NOT ' if rule.present else ''}NULL"
+        return _json(operator, value, rule, binder)
+    if operator == "exists":
+        return f"{column} IS {'NOT ' if rule.present else ''}NULL"
+    # Enums compare as enums (no text conversion per row); values are checked enum labels.
+    cast = _ENUM_TYPES[target.column] if kind is _K.ENUM else _CASTS[kind]
+    if operator == "contains":
+        needle = binder.bind(ascii_lower(str(rule.values[0])), "text")
+        return f"strpos({_fold(column)}, {needle}) > 0"
+    if operator in ("within_days", "older_than_days"):
+        days = binder.bind(rule.days, "int")
+        utc = f"({now} AT TIME ZONE 'UTC')"
+        low = f"({utc} - make_interval(days => {days}))"
+        high = f"({utc} + make_interval(days => {days}))"
+        if kind is _K.DATE:
+            low, high = f"{low}::date", f"{high}::date"
+        else:
+            low, high = f"({low} AT TIME ZONE 'UTC')", f"({high} AT TIME ZONE 'UTC')"
+        if operator == "within_days":
+            return f"{column} BETWEEN {low} AND {high}"
+        return f"{column} < {low}"
+    if operator == "in":
+        return f"{column} = ANY({binder.bind(list(rule.values), cast + '[]')})"
+    if operator == "not_in":
+        return f"{column} <> ALL({binder.bind(list(rule.values), cast + '[]')})"
+    return f"{column} {_COMPARISONS[operator]} {binder.bind(rule.values[0], cast)}"
+
+
+def _tags(operator: str, column: str, rule: ParsedRule, binder: Binder) -> str:
+    if operator == "exists":
+        return f"cardinality({column}) {'>' if rule.present else '='} 0"
+    tags = binder.bind(list(rule.values), "varchar[]")
+    if operator == "contains":
+        return f"{column} @> {tags}"
+    overlap = f"{column} && {tags}"
+    return overlap if operator == "in" else f"NOT ({overlap})"
+
+
+def _json(operator: str, value: str, rule: ParsedRule, binder: Binder) -> str:
+    if operator == "contains":
+        text = str(rule.values[0])
+        needle = binder.bind(ascii_lower(text), "text")
+        element = binder.bind(text, "text")
+        as_text = f"({value} #>> '{{}}')"
+        return (
+            f"CASE jsonb_typeof({value}) "
+            f"WHEN 'string' THEN strpos({_fold(as_text)}, {needle}) > 0 "
+            f"WHEN 'array' THEN {value} @> jsonb_build_array({element}) END"
+        )
+    if operator in ("gt", "gte", "lt", "lte"):
+        bound = binder.bind(rule.values[0], "numeric")
+        return (
+            f"CASE WHEN jsonb_typeof({value}) = 'number' "
+            f"THEN ({value})::numeric {_COMPARISONS[operator]} {bound} END"
+        )
+    if operator in ("in", "not_in"):
+        items = binder.bind([_json_text(item) for item in rule.values], "text[]")
+        quantified = "= ANY" if operator == "in" else "<> ALL"
+        return f"{value} {quantified}({items}::jsonb[])"
+    operand = binder.bind(_json_text(rule.values[0]), "text")
+    return f"{value} {_COMPARISONS[operator]} {operand}::jsonb"
+
+
+# --- statements ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """SQL text and its positional arguments."""
+
+    text: str
+    args: list[object]
+
+
+def _temperature(score: str, warm: str, hot: str) -> str:
+    return (
+        f"(CASE WHEN {score} >= {hot} THEN 'hot' WHEN {score} >= {warm} THEN 'warm' "
+        f"ELSE 'cold' END)::{_TEMPERATURE}"
+    )
+
+
+def rescore_organization_statement(
+    rules: Sequence[CompiledRule],
+    *,
+    tenant: uuid.UUID,
+    now: datetime,
+    thresholds: TemperatureThresholds,
+    reason: str,
+) -> Statement:
+    """One statement that rescores every live lead of ``tenant`` and writes their history.
+
+    ``scored`` evaluates every condition once per live lead (in the ``OFFSET 0`` subquery,
+    which the planner may not flatten, so no condition is evaluated twice), sums the points,
+    clamps and classifies. ``changed`` updates only the leads whose score or temperature moved,
+    bumping their version and ``updated_at``, and only while their version is still the one
+    scored: a lead changed by a concurrent transaction in the meantime is left alone (the
+    engine rescores it on its own afterwards) rather than given a score computed from values
+    that are no longer current. ``history`` writes one row per changed lead with the rules it
+    matched; each distinct set of matched rules is turned into JSON once (``breakdowns``), as
+    building JSON per row would cost more than the rest of the history insert.
+
+    The result is one row: ``scored`` (live leads), ``moved`` (leads whose score or
+    temperature should change), ``changed`` (leads updated), ``conflicts`` (ids of the leads
+    that moved but were changed concurrently; NULL when there are none) and ``now``.
+    """
+    binder = Binder(first=7)
+    now_param = "$2::timestamptz"
+    # NULL (a missing value) counts as no match: coalesce once, so later CASEs see booleans.
+    flags = "".join(
+        f",\n            coalesce({condition(rule.condition, binder, now_param)}, false) AS m{i}"
+        for i, rule in enumerate(rules)
+    )
+    terms = [
+        f"CASE WHEN c.m{i} THEN {binder.bind(rule.points, 'int')} ELSE 0 END"
+        for i, rule in enumerate(rules)
+    ]
+    total = " + ".join(terms) if terms else "0"
+    indexes = ", ".join(f"CASE WHEN c.m{i} THEN {i} END" for i in range(len(rules)))
+    moved = "(s.new_score <> s.old_score OR s.new_temperature <> s.old_temperature)"
+    # Identifiers and constants come from this package only; every value is a bind parameter.
+    text = f"""
+WITH scored AS MATERIALIZED (
+    SELECT c.id, c.version, c.old_score, c.old_temperature, s.new_score,
+        {_temperature("s.new_score", "$3::int", "$4::int")} AS new_temperature,
+        array_remove(ARRAY[{indexes}]::int[], NULL) AS matched
+    FROM (
+        SELECT l.id, l.version, l.score AS old_score, l.temperature AS old_temperature{flags}
+        FROM leads l
+        WHERE l.organization_id = $1 AND l.deleted_at IS NULL
+        OFFSET 0
+    ) c
+    CROSS JOIN LATERAL (
+        SELECT LEAST({SCORE_MAX}, GREATEST({SCORE_MIN}, {total})) AS new_score
+    ) s
+), changed AS (
+    UPDATE leads t
+    SET score = s.new_score, temperature = s.new_temperature,
+        version = t.version + 1, updated_at = now()
+    FROM scored s
+    WHERE t.organization_id = $1 AND t.id = s.id AND t.version = s.version AND {moved}
+    RETURNING t.id, s.old_score, s.old_temperature, s.new_score, s.new_temperature, s.matched
+), breakdowns AS MATERIALIZED (
+    SELECT p.matched, jsonb_build_object('rules', coalesce((
+        SELECT jsonb_agg($6::text::jsonb -> u.i ORDER BY u.o)
+        FROM unnest(p.matched) WITH ORDINALITY AS u(i, o)
+    ), '[]'::jsonb)) AS breakdown
+    FROM (SELECT DISTINCT matched FROM changed) p
+), history AS (
+    INSERT INTO lead_score_history (organization_id, id, lead_id, old_score, new_score,
+        old_temperature, new_temperature, reason, breakdown)
+    SELECT $1, leaddb_uuid7(), c.id, c.old_score, c.new_score, c.old_temperature,
+        c.new_temperature, $5::text, b.breakdown
+    FROM changed c JOIN breakdowns b ON b.matched = c.matched
+), counts AS (
+    SELECT count(*) AS scored, count(*) FILTER (WHERE {moved}) AS moved FROM scored s
+)
+SELECT n.scored, n.moved, (SELECT count(*) FROM changed) AS changed,
+    CASE WHEN n.moved > (SELECT count(*) FROM changed) THEN ARRAY(
+        SELECT s.id FROM scored s WHERE {moved} EXCEPT SELECT c.id FROM changed c
+    ) END AS conflicts,
+    $2::timestamptz AS now
+FROM counts n
+"""  # noqa: S608
+    args: list[object] = [
+        tenant,
+        now,
+        thresholds.warm_min,
+        thresholds.hot_min,
+        reason,
+        orjson.dumps([rule.match().as_json() for rule in rules]).decode(),
+        *binder.values,
+    ]
+    return Statement(text, args)
+
+
+def rescore_lead_statement(select_list: str, *, audit: bool) -> str:
+    """The single UPDATE of ``rescore(lead_id)``, with its history row (and audit row).
+
+    Parameters: tenant, lead id, new score, new temperature, old score, old temperature,
+    reason, breakdown (JSON text), and with ``audit`` the actor and the audit changes (JSON
+    text). No row when the lead is not live. ``select_list`` is the leads table's quoted
+    column list, qualified with ``t``.
+    """
+    log = f"""
+, log AS (
+    INSERT INTO activity_logs (organization_id, id, actor_user_id, entity_type, entity_id,
+        action, changes)
+    SELECT w.organization_id, leaddb_uuid7(), $9::uuid, 'lead', w.id, '{_RESCORED}'::{_ACTION},
+        $10::text::jsonb
+    FROM w
+    RETURNING id
+)"""  # noqa: S608
+    audit_id = "(SELECT id FROM log)" if audit else "NULL::uuid"
+    return f"""
+WITH w AS (
+    UPDATE leads t
+    SET score = $3::int, temperature = $4::{_TEMPERATURE},
+        version = t.version + 1, updated_at = now()
+    WHERE t.organization_id = $1 AND t.id = $2 AND t.deleted_at IS NULL
+    RETURNING {select_list}
+), history AS (
+    INSERT INTO lead_score_history (organization_id, id, lead_id, old_score, new_score,
+        old_temperature, new_temperature, reason, breakdown)
+    SELECT w.organization_id, leaddb_uuid7(), w.id, $5::int, w.score, $6::{_TEMPERATURE},
+        w.temperature, $7::text, $8::text::jsonb
+    FROM w
+    RETURNING id
+){log if audit else ""}
+SELECT w.*, (SELECT id FROM history) AS _history_id, {audit_id} AS _audit_id FROM w
+"""  # noqa: S608
+
+
+ORGANIZATION_AUDIT = f"""
+INSERT INTO activity_logs (organization_id, id, actor_user_id, entity_type, entity_id, action,
+    changes)
+VALUES ($1, leaddb_uuid7(), $2::uuid, 'organization', $1, '{_RESCORED}'::{_ACTION}, $3::text::jsonb)
+RETURNING id
+"""  # noqa: S608
+"""The one audit row of ``rescore_organization()``: tenant, actor, changes (JSON text)."""
