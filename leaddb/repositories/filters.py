@@ -13,8 +13,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Table, and_, func, not_, or_
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, func, not_, or_
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from leaddb.errors import InvalidFilterError
 
@@ -61,7 +61,11 @@ class In:
         col = column(table, self.field)
         if isinstance(self.values, str | bytes) or len(self.values) > MAX_IN_VALUES:
             raise InvalidFilterError(f"{self.field}: give at most {MAX_IN_VALUES} values as a list")
-        return col.in_(list(self.values))
+        # One array parameter (= ANY($n)) rather than one parameter per value: the statement
+        # keeps one shape, so it is compiled once and prepared once whatever the list's length.
+        values = bindparam(None, list(self.values), type_=ARRAY(col.type))
+        condition: ColumnElement[bool] = col == any_(values)
+        return condition
 
 
 @dataclass(frozen=True, slots=True)

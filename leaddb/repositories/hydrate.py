@@ -63,18 +63,24 @@ class Hydrator(Generic[ModelT]):
 
     def one(self, row: Row) -> ModelT:
         """An instance from one row; the row must hold every column of the model."""
-        manager = self._manager or self._class_manager()
         data = dict(row)
         for name, convert in self._converters:
             value = data[name]
             if value is not None:
                 data[name] = convert(value)
+        return self.adopt(data)
+
+    def adopt(self, data: dict[str, Any]) -> ModelT:
+        """An instance that takes ``data`` (already of the right types) as its own state."""
+        manager = self._manager or self._class_manager()
         instance: ModelT = self.model.__new__(self.model)
+        # What SQLAlchemy's loader does (ClassManager._new_state_if_none), without its checks:
+        # the instance is new, and the state goes straight into the new __dict__.
+        data["_sa_instance_state"] = manager._state_constructor(instance, manager)
         object.__setattr__(instance, "__dict__", data)
         object.__setattr__(instance, "__pydantic_fields_set__", set(self._field_names))
         object.__setattr__(instance, "__pydantic_extra__", None)
         object.__setattr__(instance, "__pydantic_private__", None)
-        manager._new_state_if_none(instance)
         return instance
 
     def many(self, rows: Iterable[Row]) -> list[ModelT]:

@@ -25,10 +25,10 @@ from leaddb.errors import (
 )
 from leaddb.repositories import statements
 from leaddb.repositories.dberrors import translate
-from leaddb.repositories.filters import Filter, IsNull
+from leaddb.repositories.filters import Filter
 from leaddb.repositories.hydrate import Hydrator
 from leaddb.repositories.pagination import Page
-from leaddb.repositories.sql import compile_sql
+from leaddb.repositories.sql import compile_cached
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -118,6 +118,7 @@ class ReadRepository(Generic[ModelT]):
 
     _shape: ClassVar[statements.TableShape]
     _hydrator: ClassVar[Hydrator[Any]]
+    _select_all: ClassVar[dict[bool, Select[Any]]]
     _codec: ClassVar[RowCodec[Any]]
     cacheable: ClassVar[bool] = True
     _sql: ClassVar[dict[object, str]]
@@ -137,6 +138,9 @@ class ReadRepository(Generic[ModelT]):
             entity=model.__entity_name__,
         )
         ENTITY_OF_TABLE[table.name] = model.__entity_name__
+        everything = select(*table.c)
+        live = everything.where(table.c.deleted_at.is_(None)) if "deleted_at" in table.c else None
+        cls._select_all = {True: everything, False: live if live is not None else everything}
         cls._hydrator = Hydrator(model)
         cls._codec = RowCodec(cls._hydrator)
         cls._sql = {}
@@ -275,17 +279,18 @@ class ReadRepository(Generic[ModelT]):
 
     def _base_select(self, filters: Sequence[Filter], include_deleted: bool) -> Select[Any]:
         table = self.table
-        statement = select(*table.c)
+        conditions = []
         if self._shape.tenant_scoped:
-            statement = statement.where(table.c.organization_id == self._uow.require_tenant())
-        if self._shape.soft_delete and not include_deleted:
-            statement = statement.where(IsNull("deleted_at").condition(table))
+            conditions.append(table.c.organization_id == self._uow.require_tenant())
         for item in filters:
             condition = getattr(item, "condition", None)
             if condition is None:
                 raise InvalidFilterError(f"not a filter: {item!r}")
-            statement = statement.where(condition(table))
-        return statement
+            conditions.append(condition(table))
+        # Building SELECT of every column is the costly part of a statement: it is built once
+        # per class and include_deleted, and each call only adds its conditions.
+        base = self._select_all[include_deleted or not self._shape.soft_delete]
+        return base.where(*conditions) if conditions else base
 
     async def list(
         self,
@@ -311,17 +316,11 @@ class ReadRepository(Generic[ModelT]):
             raise InvalidFilterError(f"cannot order {self._shape.entity} by {unknown}")
         order_columns = [table.c[name] for name in order]
         statement = self._base_select(filters, include_deleted)
-        compiled_filters = compile_sql(statement)
+        # The cursor is bound to this query: its filters' SQL and values, order and direction
+        # (the tenant is one of the values).
+        filter_sql, filter_args = compile_cached(statement)
         fingerprint = hashlib.sha256(
-            repr(
-                (
-                    self._shape.entity,
-                    order,
-                    descending,
-                    compiled_filters.text,
-                    sorted(compiled_filters.defaults.items(), key=lambda item: item[0]),
-                )
-            ).encode()
+            repr((self._shape.entity, order, descending, filter_sql.text, filter_args)).encode()
         ).hexdigest()
         if after is not None:
             kinds = [_ORDER_KINDS.get(column.type.python_type, str) for column in order_columns]
@@ -329,9 +328,9 @@ class ReadRepository(Generic[ModelT]):
             statement = statement.where(after_position(order_columns, values, descending))
         ordering = [column.desc() if descending else column.asc() for column in order_columns]
         statement = statement.order_by(*ordering).limit(limit + 1)
-        compiled = compile_sql(statement)
+        compiled, args = compile_cached(statement)
         connection = await self._connection()
-        rows = await _run(connection.fetch, compiled.text, *compiled.args({}))
+        rows = await _run(connection.fetch, compiled.text, *args)
         items: list[ModelT] = self._hydrator.many(rows[:limit])
         next_cursor = None
         if len(rows) > limit:
@@ -343,15 +342,15 @@ class ReadRepository(Generic[ModelT]):
         """How many rows match every filter."""
         inner = self._base_select(filters, include_deleted)
         statement = select(func.count()).select_from(inner.subquery())
-        compiled = compile_sql(statement)
+        compiled, args = compile_cached(statement)
         connection = await self._connection()
-        value = await _run(connection.fetchval, compiled.text, *compiled.args({}))
+        value = await _run(connection.fetchval, compiled.text, *args)
         return int(value)
 
     async def exists(self, *filters: Filter, include_deleted: bool = False) -> bool:
         """Whether any row matches every filter."""
         inner = self._base_select(filters, include_deleted).limit(1)
         statement = select(inner.exists())
-        compiled = compile_sql(statement)
+        compiled, args = compile_cached(statement)
         connection = await self._connection()
-        return bool(await _run(connection.fetchval, compiled.text, *compiled.args({})))
+        return bool(await _run(connection.fetchval, compiled.text, *args))

@@ -39,3 +39,39 @@ def compile_sql(statement: ClauseElement) -> CompiledSQL:
     # positiontup is set by compilers of positional paramstyles such as numeric_dollar.
     names = tuple(getattr(compiled, "positiontup", None) or ())
     return CompiledSQL(text=str(compiled), names=names, defaults=dict(compiled.params))
+
+
+_CACHE_LIMIT = 4096
+_compiled_by_shape: dict[object, tuple[CompiledSQL, Any]] = {}
+
+
+def compile_cached(statement: ClauseElement) -> tuple[CompiledSQL, list[Any]]:
+    """Compile ``statement`` once per shape and bind this call's values.
+
+    Two statements that differ only in their bound values (the filters of two ``list`` calls)
+    share SQLAlchemy's cache key; compiling costs more than running a short query, so each shape
+    is compiled once and later calls only pull their values out of the key.
+    """
+    cache_key = statement._generate_cache_key()
+    if cache_key is None:
+        compiled = compile_sql(statement)
+        return compiled, compiled.args({})
+    entry = _compiled_by_shape.get(cache_key.key)
+    if entry is None:
+        # Compiling with the cache key lets later calls map their own values onto this text.
+        compiled_statement = statement.compile(dialect=_DIALECT, cache_key=cache_key)
+        text = str(compiled_statement)
+        if "POSTCOMPILE" in text:
+            # A shape whose SQL depends on its values (an expanding IN): compile every time.
+            compiled = compile_sql(statement)
+            return compiled, compiled.args({})
+        names = tuple(getattr(compiled_statement, "positiontup", None) or ())
+        entry = (CompiledSQL(text=text, names=names, defaults={}), compiled_statement)
+        if len(_compiled_by_shape) >= _CACHE_LIMIT:
+            _compiled_by_shape.clear()
+        _compiled_by_shape[cache_key.key] = entry
+    compiled_sql, compiled_statement = entry
+    params: dict[str, Any] = dict(
+        compiled_statement.construct_params(extracted_parameters=cache_key.bindparams) or {}
+    )
+    return compiled_sql, [params[name] for name in compiled_sql.names]

@@ -22,8 +22,9 @@ class RuleMatch:
     points: int
 
     def as_json(self) -> dict[str, JsonValue]:
-        """The entry of this match in a score-history ``breakdown``."""
-        return {"rule_id": str(self.rule_id), "name": self.name, "points": self.points}
+        """The entry of this match in a score-history ``breakdown``: the rule's id and points
+        (not its name, which may change later and would make every history row longer)."""
+        return {"rule_id": str(self.rule_id), "points": self.points}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,7 @@ class ScoreResult:
     skipped: tuple[SkippedRule, ...] = ()
 
     def breakdown(self) -> dict[str, JsonValue]:
-        """``{"rules": [{"rule_id", "name", "points"}, ...]}``, as score history stores it."""
+        """``{"rules": [{"rule_id", "points"}, ...]}``, as score history stores it."""
         return {"rules": [match.as_json() for match in self.matches]}
 
 

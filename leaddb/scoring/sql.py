@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 import orjson
 
@@ -34,13 +35,20 @@ __all__ = [
 ]
 
 _K = ScoringFieldKind
-_TEMPERATURE = enum_type(LeadTemperature).name
-_ACTION = enum_type(ActivityAction).name
+
+
+def _type_name(enum: type[StrEnum]) -> str:
+    """The PostgreSQL enum type of ``enum``, as its one migration created it."""
+    name = enum_type(enum).name
+    if name is None:  # every leaddb enum type is named
+        raise TypeError(f"{enum.__name__} has no PostgreSQL type name")
+    return name
+
+
+_TEMPERATURE = _type_name(LeadTemperature)
+_ACTION = _type_name(ActivityAction)
 _RESCORED = ActivityAction.RESCORED.value
-_ENUM_TYPES = {
-    "status": enum_type(LeadStatus).name,
-    "source": enum_type(LeadSource).name,
-}
+_ENUM_TYPES = {"status": _type_name(LeadStatus), "source": _type_name(LeadSource)}
 _COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _CASTS = {
     _K.TEXT: "text",
