@@ -41,7 +41,38 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark against raw asyncpg and the peers; writes docs/benchmarks.md.
+
+    Embedded servers unless --database-url / --redis-url (or LEADDB_BENCH_DATABASE_URL /
+    LEADDB_BENCH_REDIS_URL) are given: `nox -s bench -- --quick`, `nox -s bench -- --help`.
+    The peers are installed here only, one at a time: one that cannot be installed is reported
+    as unavailable by the script, which carries on without it.
+    """
+    session.install("-e", ".[embedded]")
+    for peer in BENCH_PEERS:
+        session.install(peer, success_codes=[0, 1, 2])
+    session.run("python", "-m", "bench.run", *session.posargs)
+
+
+@nox.session
 def migrations(session: nox.Session) -> None:
     """upgrade -> downgrade -> upgrade, and autogenerate finds no difference from the models."""
     session.install("-e", ".[dev,embedded]")
     session.run("pytest", "-q", "tests/integration/test_migrations.py", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The soak test at length (60 s by default), its figures written to docs/soak.md."""
+    session.install("-e", ".[dev,embedded]")
+    session.run(
+        "pytest",
+        "-q",
+        "-s",
+        "tests/integration/test_soak.py",
+        env={
+            "LEADDB_SOAK_SECONDS": session.posargs[0] if session.posargs else "60",
+            "LEADDB_SOAK_REPORT": "docs/soak.md",
+        },
+    )

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from leaddb.db import LeadDB, _one_line
 from leaddb.errors import LeadDBError
+from leaddb.seed import register as register_seed
 from leaddb.settings import LeadDBSettings
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+register_seed(app)
 console = Console()
 error_console = Console(stderr=True)
 

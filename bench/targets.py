@@ -1,0 +1,167 @@
+"""The issues' targets, computed from the figures of the same run (PASS / MISS, never asserted)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.context import RAW, OperationResult
+from bench.ops_cache import (
+    CACHED_GET,
+    CACHED_MANY,
+    RAW_GET_DECODE,
+    RAW_MGET,
+    RLS_OFF,
+    RLS_ON,
+    UNCACHED_GET,
+)
+from bench.ops_reads import LEADDB_IN_UOW, LEADDB_WITHOUT_RLS
+from bench.ops_writes import COPY_NAME
+
+LEADDB = "leaddb"
+LEADDB_BULK = "leaddb create_many"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal of an issue and how this run measured against it."""
+
+    issue: int
+    goal: str
+    measured: float
+    limit: float
+    higher_is_better: bool = False
+    unit: str = "x"
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool | None:
+        if math.isnan(self.measured):
+            return None
+        if self.higher_is_better:
+            return self.measured >= self.limit
+        return self.measured <= self.limit
+
+    @property
+    def verdict(self) -> str:
+        return {True: "PASS", False: "MISS", None: "n/a"}[self.passed]
+
+    @property
+    def shown(self) -> str:
+        return "n/a" if math.isnan(self.measured) else f"{self.measured:.2f}{self.unit}"
+
+    @property
+    def bound(self) -> str:
+        return f"{'≥' if self.higher_is_better else '≤'} {self.limit:g}{self.unit}"
+
+
+def _ratio(result: OperationResult | None, name: str, floor: str) -> float:
+    if result is None:
+        return float("nan")
+    low = result.median(floor)
+    return result.median(name) / low if low else float("nan")
+
+
+def _fastest_peer(result: OperationResult | None) -> tuple[str, float]:
+    if result is None:
+        return "", float("nan")
+    peers = [s for s in result.samples if s.kind == "peer" and s.values_us]
+    if not peers:
+        return "", float("nan")
+    best = min(peers, key=lambda s: s.median)
+    return best.name, best.median
+
+
+def targets(results: dict[str, OperationResult]) -> list[Target]:
+    """Every target of issues 5, 6 and 11 that this run's figures decide."""
+    get = results.get("get")
+    first = results.get("list_first")
+    deep = results.get("list_deep")
+    bulk = results.get("create_many")
+    found: list[Target] = [
+        Target(
+            5,
+            "get by id: leaddb (in one unit of work) / raw asyncpg",
+            _ratio(get, LEADDB_IN_UOW, RAW),
+            2.0,
+        ),
+        Target(
+            5,
+            "update one (version check) / raw asyncpg",
+            _ratio(results.get("update"), LEADDB, RAW),
+            1.5,
+        ),
+        Target(5, "create one / raw asyncpg", _ratio(results.get("create"), LEADDB, RAW), 1.5),
+        Target(
+            5,
+            "create_many rows/s / COPY rows/s",
+            _ratio(bulk, COPY_NAME, LEADDB_BULK),
+            0.5,
+            higher_is_better=True,
+        ),
+    ]
+    deep_over_first = float("nan")
+    detail = ""
+    if first is not None and deep is not None:
+        deep_over_first = deep.median(LEADDB) / first.median(LEADDB)
+        without = deep.median(LEADDB_WITHOUT_RLS) / first.median(LEADDB_WITHOUT_RLS)
+        if not math.isnan(without):
+            detail = f"with row-level security off: {without:.2f}x"
+    found.append(
+        Target(5, "leaddb deep page / leaddb first page", deep_over_first, 1.3, detail=detail)
+    )
+    for key, name in (
+        ("get", LEADDB_IN_UOW),
+        ("list_first", LEADDB),
+        ("list_deep", LEADDB),
+        ("create", LEADDB),
+        ("update", LEADDB),
+        ("create_many", LEADDB_BULK),
+    ):
+        result = results.get(key)
+        peer, peer_median = _fastest_peer(result)
+        mine = result.median(name) if result is not None else float("nan")
+        found.append(
+            Target(
+                5,
+                f"{result.title if result else key}: leaddb / fastest peer",
+                mine / peer_median if peer_median else float("nan"),
+                1.0,
+                detail=f"fastest peer: {peer}" if peer else "no peer measured",
+            )
+        )
+    cache_get = results.get("cache_get")
+    uncached_over_cached = float("nan")
+    if cache_get is not None:
+        uncached_over_cached = cache_get.median(UNCACHED_GET) / cache_get.median(CACHED_GET)
+    found += [
+        Target(
+            6,
+            "cached get (own uow) / raw GET + decode",
+            _ratio(cache_get, CACHED_GET, RAW_GET_DECODE),
+            1.5,
+        ),
+        Target(
+            6,
+            "uncached get (own uow) / cached get (own uow)",
+            uncached_over_cached,
+            3.0,
+            higher_is_better=True,
+        ),
+        Target(
+            6,
+            "get_many(50) cached (own uow) / raw MGET",
+            _ratio(results.get("cache_get_many"), CACHED_MANY, RAW_MGET),
+            2.0,
+        ),
+        Target(
+            11, "get (own uow): RLS on / off", _ratio(results.get("rls_get"), RLS_ON, RLS_OFF), 1.15
+        ),
+        Target(
+            11,
+            "update (own uow): RLS on / off",
+            _ratio(results.get("rls_update"), RLS_ON, RLS_OFF),
+            1.15,
+        ),
+    ]
+    return found

@@ -1,0 +1,1 @@
+"""A FastAPI lead service on leaddb: see app.py and README.md."""

@@ -1,0 +1,258 @@
+"""The Create / Update / Read schemas of every entity: validation, secrets, and agreement with
+the tables, checked without a database."""
+
+import inspect
+import types
+import typing
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from sqlmodel import SQLModel
+
+import leaddb.models as m
+from leaddb.models.base import table_of
+
+ORG = uuid.uuid4()
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+SECRETS = {"password_hash", "credentials_encrypted"}
+IMMUTABLE = {"id", "organization_id", "created_at", "updated_at", "version", "deleted_at"}
+
+
+def schemas(model: type[SQLModel]) -> tuple[type[SQLModel], ...]:
+    """Base, Create, Update and Read of a table class, found by name."""
+    name = model.__name__
+    found = tuple(getattr(m, name + suffix) for suffix in ("Base", "Create", "Update", "Read"))
+    return typing.cast(tuple[type[SQLModel], ...], found)
+
+
+ENTITIES = [pytest.param(model, id=model.__name__) for model in m.TABLE_MODELS]
+
+# A valid payload of every Create schema.
+VALID: dict[str, dict[str, Any]] = {
+    "Organization": {"name": "Acme", "slug": "acme-2", "billing_email": "billing@acme.example"},
+    "User": {"email": "ada@acme.example", "full_name": "Ada", "timezone": "Europe/Paris"},
+    "Lead": {
+        "email": "Grace@Navy.example",
+        "first_name": "Grace",
+        "phone": "+1 (555) 010-2030",
+        "linkedin_url": "https://www.linkedin.com/in/grace",
+        "score": 100,
+        "estimated_value": "1234.50",
+        "expected_close_date": date(2024, 6, 1),
+        "last_engagement_at": NOW,
+        "tags": ["vip", "navy"],
+        "custom_fields": {"fleet": 7, "nested": {"ok": [1, None]}},
+    },
+    "LeadNote": {"lead_id": ORG, "body": "Called, very interested."},
+    "LeadAssignment": {"lead_id": ORG, "user_id": ORG},
+    "LeadScoringRule": {
+        "name": "Big company",
+        "field": "custom_fields.company_size",
+        "operator": "gte",
+        "value": 500,
+        "points": -100,
+    },
+    "LeadScoreHistory": {
+        "lead_id": ORG,
+        "old_score": 0,
+        "new_score": 40,
+        "old_temperature": "cold",
+        "new_temperature": "warm",
+    },
+    "Campaign": {"name": "Spring", "budget": 0, "start_date": date(2024, 3, 1)},
+    "CampaignLead": {"campaign_id": ORG, "lead_id": ORG},
+    "Communication": {"lead_id": ORG, "channel": "email", "direction": "outbound"},
+    "Workflow": {"name": "Welcome", "n8n_workflow_id": "aB3dE"},
+    "WorkflowExecution": {"workflow_id": ORG, "started_at": NOW},
+    "Integration": {"provider": "hubspot", "name": "CRM", "credentials": {"api_key": "k"}},
+    "ActivityLog": {"entity_type": "lead", "entity_id": ORG, "action": "created"},
+}
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_not_null_columns_never_receive_none_from_a_create_payload(model: type[SQLModel]) -> None:
+    table = table_of(model)
+    create = schemas(model)[1]
+    for name, field in create.model_fields.items():
+        if name in table.c and not table.c[name].nullable and not field.is_required():
+            assert field.get_default(call_default_factory=True) is not None, name
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_valid_payload_validates_and_builds_a_row(model: type[SQLModel]) -> None:
+    create = schemas(model)[1].model_validate(VALID[model.__name__])
+    values = create.model_dump(exclude={"password", "credentials"})
+    tenant = {} if model is m.Organization else {"organization_id": ORG}
+    row = model(**values, **tenant)
+    assert all(getattr(row, name) == value for name, value in values.items())
+
+
+@pytest.mark.parametrize(
+    ("schema", "payload"),
+    [
+        (m.UserCreate, {"email": "not-an-email"}),
+        (m.UserCreate, {"email": "a" * 250 + "@x.example"}),
+        (m.UserCreate, {"timezone": "Mars/Olympus_Mons"}),
+        (m.UserCreate, {"timezone": "../../etc/passwd"}),
+        (m.UserCreate, {"avatar_url": "javascript:alert(1)"}),
+        (m.UserCreate, {"password": "short"}),
+        (m.LeadCreate, {"linkedin_url": "ftp://example.com/x"}),
+        (m.LeadCreate, {"score": 101}),
+        (m.LeadCreate, {"score": -1}),
+        (m.LeadCreate, {"estimated_value": "-0.01"}),
+        (m.LeadCreate, {"estimated_value": "1.234"}),
+        (m.LeadCreate, {"estimated_value": 10**12}),
+        (m.LeadCreate, {"first_name": "x" * 101}),
+        (m.LeadCreate, {"phone": "call me"}),
+        (m.LeadCreate, {"phone": "+1 (2)"}),
+        (m.LeadCreate, {"phone": "12345678x"}),
+        (m.LeadCreate, {"tags": ["t"] * 51}),
+        (m.LeadCreate, {"tags": ["x" * 65]}),
+        (m.LeadCreate, {"last_engagement_at": datetime(2024, 1, 1)}),  # naive
+        (m.LeadCreate, {"emial": "typo@x.example"}),
+        (m.LeadCreate, {"organization_id": str(ORG)}),
+        (m.LeadUpdate, {"score": 101}),
+        (m.LeadUpdate, {"company": "x" * 201}),
+        (m.LeadUpdate, {"organization_id": str(ORG)}),
+        (m.LeadUpdate, {"created_at": NOW}),
+        (m.OrganizationCreate, {"slug": "Acme"}),
+        (m.OrganizationCreate, {"slug": "-acme"}),
+        (m.OrganizationCreate, {"settings": {"lead_temperature": {"warm_min": 80, "hot_min": 70}}}),
+        (m.CampaignCreate, {"budget": -1}),
+        (m.LeadNoteCreate, {"body": "x" * 100_001}),
+        (m.LeadNoteCreate, {"body": ""}),
+        (m.LeadScoringRuleCreate, {"points": 101}),
+        (m.LeadScoringRuleCreate, {"operator": "like"}),
+        (m.CommunicationCreate, {"channel": "pigeon"}),
+        (m.IntegrationCreate, {"credentials_encrypted": b"x"}),
+        (m.ActivityLogUpdate, {"action": "deleted"}),
+    ],
+)
+def test_invalid_payload_is_a_validation_error(
+    schema: type[SQLModel], payload: dict[str, Any]
+) -> None:
+    model_name = schema.__name__.removesuffix("Create").removesuffix("Update")
+    base = VALID[model_name] if schema.__name__.endswith("Create") else {}
+    with pytest.raises(ValidationError):
+        schema.model_validate({**base, **payload})
+
+
+def test_email_is_normalised_but_its_case_is_kept_for_the_unique_index() -> None:
+    lead = m.LeadCreate.model_validate(VALID["Lead"])
+    assert lead.email == "Grace@navy.example"
+    assert lead.estimated_value == Decimal("1234.50")
+
+
+def test_secrets_never_appear_in_repr_or_read_schemas() -> None:
+    user = m.User(
+        organization_id=ORG,
+        email="a@b.example",
+        full_name="A",
+        password_hash="$argon2id$v=19$m=65536$SECRET-HASH",
+        created_at=NOW,
+        updated_at=NOW,
+        version=1,
+    )
+    integration = m.Integration(
+        organization_id=ORG,
+        provider=m.IntegrationProvider.HUBSPOT,
+        name="CRM",
+        credentials_encrypted=b"gAAAAA-CIPHERTEXT",
+        created_at=NOW,
+        updated_at=NOW,
+        version=1,
+    )
+    assert "SECRET-HASH" not in repr(user)
+    assert "SECRET-HASH" not in str(user)
+    assert "CIPHERTEXT" not in repr(integration)
+    assert "CIPHERTEXT" not in str(integration)
+    for read, row, secret in (
+        (m.UserRead, user, "password_hash"),
+        (m.IntegrationRead, integration, "credentials_encrypted"),
+    ):
+        assert secret not in read.model_fields
+        assert secret not in read.model_validate(row).model_dump()
+    assert "password" not in m.UserRead.model_fields
+    assert "credentials" not in m.IntegrationRead.model_fields
+    create = m.UserCreate.model_validate({**VALID["User"], "password": "correct horse"})
+    assert "correct horse" not in repr(create)
+    connect = m.IntegrationCreate.model_validate(VALID["Integration"])
+    assert connect.credentials is not None
+    assert "'k'" not in repr(connect)
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_read_schema_has_every_column_but_the_secrets(model: type[SQLModel]) -> None:
+    read = schemas(model)[3]
+    assert set(read.model_fields) == set(table_of(model).c.keys()) - SECRETS
+    assert read.model_config.get("from_attributes") is True
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_create_and_update_schemas_forbid_unknown_fields(model: type[SQLModel]) -> None:
+    _, create, update, _ = schemas(model)
+    assert create.model_config.get("extra") == "forbid"
+    assert update.model_config.get("extra") == "forbid"
+    assert "organization_id" not in create.model_fields
+
+
+def _annotation(model: type[BaseModel], name: str) -> Any:
+    """The field's annotation as written (with its Annotated metadata)."""
+    for klass in model.__mro__:
+        annotations = inspect.get_annotations(klass)
+        if name in annotations:
+            return annotations[name]
+    raise KeyError(name)
+
+
+def _without_none(hint: Any) -> Any:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+    return hint
+
+
+def _field_schema(model: type[BaseModel], name: str) -> Any:
+    schema = dict(model.model_json_schema()["properties"][name])
+    for key in ("title", "default", "description"):
+        schema.pop(key, None)
+    options = [option for option in schema.pop("anyOf", []) if option != {"type": "null"}]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+    return schema
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_update_fields_carry_the_same_constraints_as_create(model: type[SQLModel]) -> None:
+    _, create, update, _ = schemas(model)
+    for name, field in update.model_fields.items():
+        assert name in create.model_fields, f"{update.__name__}.{name} is not in the Create"
+        assert name not in IMMUTABLE
+        assert field.default is None
+        assert not field.is_required()
+        written = _without_none(_annotation(update, name))
+        assert written == _without_none(_annotation(create, name)), f"{update.__name__}.{name}"
+        assert _field_schema(update, name) == _field_schema(create, name), name
+
+
+def test_temperature_thresholds_default_and_per_organization() -> None:
+    org = m.OrganizationCreate.model_validate(VALID["Organization"])
+    thresholds = org.temperature_thresholds()
+    assert [thresholds.classify(s) for s in (0, 29, 30, 69, 70, 100)] == [
+        m.LeadTemperature.COLD,
+        m.LeadTemperature.COLD,
+        m.LeadTemperature.WARM,
+        m.LeadTemperature.WARM,
+        m.LeadTemperature.HOT,
+        m.LeadTemperature.HOT,
+    ]
+    custom = m.Organization(
+        name="A", slug="a", settings={"lead_temperature": {"warm_min": 10, "hot_min": 20}}
+    )
+    assert custom.temperature_thresholds().classify(15) is m.LeadTemperature.WARM
