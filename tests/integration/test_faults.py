@@ -187,11 +187,15 @@ async def test_nothing_raw_escapes_when_postgres_is_gone(
         await db.migrate()
         organization = await _organization(db, "gone")
         pgserver.get_server(data_dir, cleanup_mode="stop").cleanup()
+
+        async def create_one(attempt: int) -> None:
+            async with db.tenant(organization.id) as uow:
+                await uow.leads.create(LeadCreate(email=f"x{attempt}@example.com"))
+                await uow.commit()
+
         for attempt in range(3):
             with pytest.raises(LeadDBError):
-                async with db.tenant(organization.id) as uow:
-                    await uow.leads.create(LeadCreate(email=f"x{attempt}@example.com"))
-                    await uow.commit()
+                await create_one(attempt)
         with contextlib.suppress(LeadDBError):
             async with db.platform() as uow:
                 await uow.organizations.get(uuid.uuid4())

@@ -89,8 +89,7 @@ def test_score_is_the_sum_of_matching_rules_clamped_with_a_breakdown() -> None:
     ]
     assert result.breakdown() == {
         "rules": [
-            {"rule_id": str(match.rule_id), "points": match.points}
-            for match in result.matches
+            {"rule_id": str(match.rule_id), "points": match.points} for match in result.matches
         ]
     }
 

@@ -3,7 +3,7 @@ from typing import Any
 
 import redis
 
-class Redis(redis.Redis):  # type: ignore[type-arg]
+class Redis(redis.Redis):
     socket_file: str
     redis_dir: str
     pid: int
