@@ -14,11 +14,12 @@ from leaddb.errors import InvalidValueError
 def _depth(value: Any, limit: int, level: int = 1) -> int:
     if level > limit:
         return level
-    if isinstance(value, dict):
-        return max((_depth(item, limit, level + 1) for item in value.values()), default=level)
-    if isinstance(value, list | tuple):
-        return max((_depth(item, limit, level + 1) for item in value), default=level)
-    return level
+    items = value.values() if isinstance(value, dict) else value
+    deepest = level
+    for item in items:
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, _depth(item, limit, level + 1))
+    return deepest
 
 
 def _check_text(entity: str, field: str, text: str) -> None:
@@ -40,6 +41,10 @@ def check_values(
     for field, value in values.items():
         if isinstance(value, str):
             _check_text(entity, field, value)
+        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+            # A text array (tags): each element is text, nothing nests.
+            for item in value:
+                _check_text(entity, field, item)
         elif isinstance(value, dict | list):
             if _depth(value, max_json_depth) > max_json_depth:
                 raise InvalidValueError(

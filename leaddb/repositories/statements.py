@@ -128,6 +128,21 @@ def insert_from(shape: TableShape, columns: Sequence[str], source: str, *, audit
     return f"WITH w AS ({written}), log AS ({log}) SELECT * FROM w"
 
 
+def insert_from_scratch(
+    shape: TableShape, columns: Sequence[str], source: str, *, audit: bool
+) -> str:
+    """INSERT the rows of ``source`` (a temp table shaped like the table, defaults included)
+    without sending them back; the audit rows are made from ``source`` in the same statement.
+    Parameters: ``$1`` action, ``$2`` actor. Returns the transaction's ``now()``, the value
+    every defaulted timestamp of the new rows got."""
+    names = ", ".join(quote(name) for name in columns)
+    parts = [f"w AS (INSERT INTO {shape.name} ({names}) SELECT {names} FROM {source})"]
+    if audit:
+        changes = f"jsonb_build_object('after', {shape.redacted_json('w')})"
+        parts.append(f"log AS ({_audit_insert(shape, f'{source} w', 1, 2, changes)})")
+    return f"WITH {', '.join(parts)} SELECT now()"
+
+
 def update_one(
     shape: TableShape, fields: Sequence[str], *, audit: bool, check_version: bool
 ) -> str:
