@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from leaddb import migrate as migrations
+from leaddb.cache.client import LeanRedis
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
@@ -72,7 +73,9 @@ class LeadDB:
         self.info = info
         self.cursors = CursorCodec(_cursor_key(settings))
         self.cache = CacheStore(
-            redis, ttl_ms=settings.cache_ttl_seconds * 1000, enabled=settings.cache_enabled
+            LeanRedis(settings.redis_url_value(), timeout=settings.redis_socket_timeout_seconds),
+            ttl_ms=settings.cache_ttl_seconds * 1000,
+            enabled=settings.cache_enabled,
         )
         self._flights = SingleFlight()
         self.sessions = SessionStore(redis, settings)
@@ -170,6 +173,7 @@ class LeadDB:
         self._closed = True
         await self.pool.close()
         await self.engine.dispose()
+        await self.cache.redis.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Self:

@@ -25,6 +25,7 @@ other processes, those may serve the rows the writer could not invalidate until 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -32,8 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from leaddb.cache.client import LeanRedis
 
 logger = logging.getLogger("leaddb.cache")
 
@@ -161,18 +163,15 @@ class Tokens:
 class CacheStore:
     """Shared by every unit of work of one ``LeadDB``."""
 
-    redis: aioredis.Redis
+    redis: LeanRedis
     ttl_ms: int
     enabled: bool = True
     stats_counters: CacheStats = field(default_factory=CacheStats)
     _breaker: _Breaker = field(default_factory=_Breaker)
     _dirty_tenants: set[uuid.UUID] = field(default_factory=set)
-    _scripts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.stats_counters.enabled = self.enabled
-        for name, source in (("fill", _FILL), ("fill_many", _FILL_MANY), ("inv", _INVALIDATE)):
-            self._scripts[name] = self.redis.register_script(source)
 
     def stats(self) -> CacheStats:
         """Hits, misses, fills, invalidations, errors and whether the breaker is open."""
@@ -204,10 +203,14 @@ class CacheStore:
     async def _bump_dirty_epochs(self) -> bool:
         tenants = list(self._dirty_tenants)
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for tenant in tenants:
-                    pipe.set(epoch_key(tenant), _fresh_token(), px=TOKEN_TTL_MS * 30)
-                await pipe.execute()
+            await asyncio.gather(
+                *(
+                    self.redis.call(
+                        "SET", epoch_key(tenant), _fresh_token(), "PX", TOKEN_TTL_MS * 30
+                    )
+                    for tenant in tenants
+                )
+            )
         except (RedisError, OSError) as error:
             self._failed(error, "repairing lost invalidations")
             return False
@@ -235,7 +238,8 @@ class CacheStore:
         if not await self._usable():
             return None
         try:
-            value, row, generation, epoch = await self.redis.mget(
+            value, row, generation, epoch = await self.redis.call(
+                "MGET",
                 value_key(tenant, entity, id),
                 token_key(tenant, entity, id),
                 generation_key(tenant, entity),
@@ -262,7 +266,7 @@ class CacheStore:
         keys = [value_key(tenant, entity, id) for id in ids]
         keys += [generation_key(tenant, entity), epoch_key(tenant)]
         try:
-            values = await self.redis.mget(keys)
+            values = await self.redis.call("MGET", *keys)
         except (RedisError, OSError) as error:
             self._failed(error, "reading")
             return None
@@ -278,7 +282,7 @@ class CacheStore:
         self, tenant: uuid.UUID, entity: str, ids: Sequence[uuid.UUID]
     ) -> list[str] | None:
         try:
-            values = await self.redis.mget([token_key(tenant, entity, id) for id in ids])
+            values = await self.redis.call("MGET", *[token_key(tenant, entity, id) for id in ids])
         except (RedisError, OSError) as error:
             self._failed(error, "reading")
             return None
@@ -301,7 +305,7 @@ class CacheStore:
         args: list[Any] = [tokens.row, tokens.generation, tokens.epoch, header + payload]
         args.append(self.ttl_ms)
         try:
-            stored = await self._scripts["fill"](keys=keys, args=args)
+            stored = await self.redis.evalsha(_FILL, keys, args)
         except (RedisError, OSError) as error:
             self._failed(error, "filling")
             return
@@ -328,7 +332,7 @@ class CacheStore:
             keys += [value_key(tenant, entity, id), token_key(tenant, entity, id)]
             args += [row_token, header + payload]
         try:
-            stored = int(await self._scripts["fill_many"](keys=keys, args=args))
+            stored = int(await self.redis.evalsha(_FILL_MANY, keys, args))
         except (RedisError, OSError) as error:
             self._failed(error, "filling")
             return
@@ -361,7 +365,7 @@ class CacheStore:
             keys.append(epoch_key(tenant))
         fresh = [_fresh_token() for _ in range(len(rows) + len(keys) - 2 * len(rows))]
         try:
-            await self._scripts["inv"](keys=keys, args=[len(rows), TOKEN_TTL_MS, *fresh])
+            await self.redis.evalsha(_INVALIDATE, keys, [len(rows), TOKEN_TTL_MS, *fresh])
         except (RedisError, OSError) as error:
             self._dirty_tenants.add(tenant)
             self._failed(error, "invalidating")
