@@ -187,6 +187,14 @@ sa.Index(
     postgresql_where=_leads.c.deleted_at.is_(None),
 )
 sa.Index("ix_leads_search", lead_search_vector(), postgresql_using="gin")
+# Default listings (no status filter): live leads in keyset order (created_at, id).
+sa.Index(
+    None,
+    _leads.c.organization_id,
+    _leads.c.created_at,
+    _leads.c.id,
+    postgresql_where=_leads.c.deleted_at.is_(None),
+)
 
 
 class LeadCreate(LeadBase, CreateSchema):
