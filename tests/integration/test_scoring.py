@@ -1,7 +1,8 @@
 """The scoring engine against real PostgreSQL and Redis: the set-based rescoring gives exactly
-the scores of the Python evaluation (a property test over generated leads and rules), history
-only on change, one audit row per run, fresh reads through the cache after commit, tenant
-isolation, and rules that cannot be evaluated skipped instead of failing the run."""
+the scores of the Python evaluation (a property test over generated leads and rules, and every
+condition checked lead by lead in both), history only on change, one audit row per run, fresh
+reads through the cache after commit, concurrent changes never overwritten with stale scores,
+tenant isolation, and rules that cannot be evaluated skipped instead of failing the run."""
 
 from __future__ import annotations
 
@@ -58,13 +59,13 @@ DAYS = 12
 that leads often sit exactly on a window's edge."""
 
 
-def moments(days: int = DAYS, *, jitter: bool = False) -> st.SearchStrategy[datetime]:
+def moments(days: int = DAYS) -> st.SearchStrategy[datetime]:
     """Times near NOW: often a whole number of days away (give or take a second), in any zone
-    at a quarter-hour offset; with ``jitter`` always."""
+    at a quarter-hour offset."""
     edges = st.tuples(st.integers(-days, days), st.sampled_from([-1, 0, 1])).map(
         lambda pair: pair[0] * 86400 + pair[1]
     )
-    seconds = edges if jitter else st.one_of(edges, st.integers(-days * 86400, days * 86400))
+    seconds = st.one_of(edges, st.integers(-days * 86400, days * 86400))
     zones = st.integers(-12 * 4, 14 * 4).map(lambda quarters: timedelta(minutes=15 * quarters))
     return st.tuples(seconds, zones).map(
         lambda pair: (NOW + timedelta(seconds=pair[0])).astimezone(timezone(pair[1]))
