@@ -19,10 +19,49 @@ from bench.targets import Target
 
 Section = Callable[[Bench], Awaitable[None]]
 
-SECTIONS: list[tuple[str, Section]] = []
-"""Scoring and soak sections, run after the others (none yet)."""
+_SCORING: dict[str, float] = {}
+
+
+async def _scoring(bench: Bench) -> None:
+    """Issue 8: rescoring the seeded number of leads with 20 active rules (bench.scoring)."""
+    from bench.scoring import bench_rescoring
+
+    figures = await bench_rescoring(
+        bench.servers.database_url, bench.servers.redis_url, leads=bench.sizes.leads, rules=20
+    )
+    _SCORING.update(figures)
+    bench.facts["rescoring"] = (
+        f"{int(figures['leads']):,} leads, 20 rules: set-based first run "
+        f"{figures['set_based_first_seconds']:.2f} s ({int(figures['set_based_first_changed']):,} "
+        f"changed), second run {figures['set_based_second_seconds']:.2f} s "
+        f"({int(figures['set_based_second_changed']):,} changed); lead by lead through the "
+        f"repository, extrapolated from {int(figures['lead_by_lead_sample']):,} leads: "
+        f"{figures['lead_by_lead_seconds_estimate']:.0f} s; speedup "
+        f"{figures['speedup']:.1f}x"
+    )
+
+
+SECTIONS: list[tuple[str, Section]] = [("scoring", _scoring)]
+"""Scoring (issue 8); the soak has its own session (nox -s soak, docs/soak.md)."""
 
 
 def targets(results: dict[str, OperationResult]) -> list[Target]:
-    """The scoring and soak goals, computed from their results (none yet)."""
-    return []
+    """The scoring goals, computed from the scoring section's figures."""
+    if not _SCORING:
+        return []
+    return [
+        Target(
+            issue=8,
+            goal="rescore the seeded leads with 20 rules, set-based (first run), seconds",
+            measured=_SCORING["set_based_first_seconds"],
+            limit=5.0,
+            unit=" s",
+        ),
+        Target(
+            issue=8,
+            goal="set-based speedup over lead by lead through the repository",
+            measured=_SCORING["speedup"],
+            limit=20.0,
+            higher_is_better=True,
+        ),
+    ]
