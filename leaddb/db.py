@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import asyncpg
 import orjson
@@ -25,13 +27,15 @@ from leaddb.cache.client import LeanRedis
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
-from leaddb.errors import ConfigurationError, ConnectionFailedError
+from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.sessions import SessionStore
 from leaddb.settings import LeadDBSettings, masked_url
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
 
 logger = logging.getLogger("leaddb")
+
+T = TypeVar("T")
 
 
 def _json_dumps(value: Any) -> str:
@@ -88,6 +92,33 @@ class LeadDB:
     ) -> TenantUnitOfWork:
         """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail."""
         return TenantUnitOfWork(self, organization_id, actor_id=actor)
+
+    async def run_in_tenant(
+        self,
+        organization_id: uuid.UUID,
+        work: Callable[[TenantUnitOfWork], Awaitable[T]],
+        *,
+        actor: uuid.UUID | None = None,
+        attempts: int = 3,
+    ) -> T:
+        """Run ``work`` in a new tenant unit of work and commit it, retrying the whole unit of
+        work when PostgreSQL reports a serialization failure or a deadlock (RetryableError).
+
+        ``work`` must be safe to run again: it gets a fresh unit of work each time, and nothing
+        of a failed attempt was committed.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.tenant(organization_id, actor=actor) as uow:
+                    result = await work(uow)
+                    await uow.commit()
+                    return result
+            except RetryableError:
+                if attempt == attempts:
+                    raise
+                # Jitter, so the transactions that collided do not collide again in step.
+                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:
         """A unit of work for organizations (and cross-tenant user lookup for login)."""

@@ -29,6 +29,7 @@ from leaddb.models import (
     LeadStatus,
     LeadTemperature,
     LeadUpdate,
+    User,
     lead_search_condition,
 )
 from leaddb.repositories.base import AppendOnlyRepository, Repository
@@ -138,6 +139,17 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         A soft-deleted lead with that email comes back to life with the new values.
         """
         return await self._upsert(data, [("email", "lower({})")])
+
+    async def owners(self, leads: Sequence[Lead]) -> dict[uuid.UUID, User]:
+        """The owners of ``leads``, by user id, in one statement: a page of leads and their
+        owners cost two statements whatever the page size (no relationship is ever loaded
+        lazily; models have none)."""
+        owner_ids = {lead.owner_id for lead in leads if lead.owner_id is not None}
+        if not owner_ids:
+            return {}
+        users = self._uow.users  # type: ignore[attr-defined]
+        found: builtins.list[User] = await users.get_many(owner_ids)
+        return {user.id: user for user in found}
 
     async def get_by_email(self, email: str) -> Lead | None:
         """The live lead with this email, ignoring case."""
