@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from asyncpg import exceptions as pgerr
+from asyncpg.exceptions import _base as pgbase
 
 from leaddb.errors import (
     ConflictError,
     ConnectionFailedError,
     ConstraintViolationError,
+    InvalidValueError,
     LeadDBError,
     RetryableError,
     StatementTimeoutError,
@@ -113,6 +115,9 @@ def translate(error: BaseException) -> LeadDBError | None:
         return StatementTimeoutError(f"statement cancelled: {error}")
     if isinstance(error, pgerr.DataError):
         return ConstraintViolationError(f"value refused by PostgreSQL: {error}")
+    if isinstance(error, pgbase.DataError):
+        # asyncpg refused to encode an argument (a value of the wrong type for its column).
+        return InvalidValueError(f"a value cannot be sent to PostgreSQL: {error}")
     if isinstance(error, asyncpg.PostgresConnectionError | pgerr.ConnectionDoesNotExistError):
         return ConnectionFailedError(f"connection to PostgreSQL lost: {error}")
     if isinstance(error, asyncpg.InterfaceError | OSError | ConnectionError):

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select
+from sqlalchemy.exc import ArgumentError, CompileError
 from sqlmodel import SQLModel
 
 from leaddb.cache.codec import RowCodec
@@ -286,7 +287,12 @@ class ReadRepository(Generic[ModelT]):
             condition = getattr(item, "condition", None)
             if condition is None:
                 raise InvalidFilterError(f"not a filter: {item!r}")
-            conditions.append(condition(table))
+            try:
+                conditions.append(condition(table))
+            except (ValueError, TypeError, ArgumentError, CompileError) as error:
+                # SQLAlchemy refusing the value for the column (a list for an array field,
+                # an object it cannot bind): the caller's filter is wrong.
+                raise InvalidFilterError(f"{item!r} does not apply: {error}") from None
         # Building SELECT of every column is the costly part of a statement: it is built once
         # per class and include_deleted, and each call only adds its conditions.
         base = self._select_all[include_deleted or not self._shape.soft_delete]

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.exc import ArgumentError, CompileError
 from sqlalchemy.sql import ClauseElement
+
+from leaddb.errors import InvalidFilterError
 
 _DIALECT = asyncpg_dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 
@@ -46,6 +49,15 @@ _compiled_by_shape: dict[object, tuple[CompiledSQL, Any]] = {}
 
 
 def compile_cached(statement: ClauseElement) -> tuple[CompiledSQL, list[Any]]:
+    """Like ``_compile_cached``, with SQLAlchemy's refusals of a caller's values as
+    InvalidFilterError."""
+    try:
+        return _compile_cached(statement)
+    except (ArgumentError, CompileError, TypeError, ValueError) as error:
+        raise InvalidFilterError(f"the filter cannot be turned into SQL: {error}") from None
+
+
+def _compile_cached(statement: ClauseElement) -> tuple[CompiledSQL, list[Any]]:
     """Compile ``statement`` once per shape and bind this call's values.
 
     Two statements that differ only in their bound values (the filters of two ``list`` calls)
