@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,8 +85,3 @@ def start_redis(data_dir: Path) -> EmbeddedRedis:
     )
     logger.info("embedded Redis listening on %s", server.socket_file)
     return EmbeddedRedis(url=f"unix://{server.socket_file}", _server=server)
-
-
-def remove_data_dir(data_dir: Path) -> None:
-    """Delete an embedded data directory (servers must be stopped first)."""
-    shutil.rmtree(data_dir, ignore_errors=True)

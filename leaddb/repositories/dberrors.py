@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import asyncpg
 from asyncpg import exceptions as pgerr
@@ -130,17 +128,3 @@ def translate(error: BaseException) -> LeadDBError | None:
     if isinstance(error, pgerr.PostgresError):
         return LeadDBError(f"database error: {error}")
     return None
-
-
-@asynccontextmanager
-async def database_errors() -> AsyncIterator[None]:
-    """Re-raise driver exceptions from the block as leaddb errors (the original as cause)."""
-    try:
-        yield
-    except LeadDBError:
-        raise
-    except Exception as error:
-        mapped = translate(error)
-        if mapped is None:
-            raise
-        raise mapped from error

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, func, not_, or_
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, not_, or_
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from leaddb.errors import InvalidFilterError
@@ -172,21 +172,6 @@ class AnyOf:
 
     def condition(self, table: Table) -> ColumnElement[bool]:
         return or_(*(item.condition(table) for item in self.filters))
-
-
-@dataclass(frozen=True, slots=True)
-class TextSearch:
-    """Full-text match of ``query`` against ``vector`` (an expression over the table)."""
-
-    query: str
-    vector: ColumnElement[Any]
-
-    def condition(self, table: Table) -> ColumnElement[bool]:
-        if not isinstance(self.query, str) or not self.query.strip():
-            raise InvalidFilterError("search: give a non-empty text")
-        if len(self.query) > MAX_SEARCH_LENGTH or "\x00" in self.query:
-            raise InvalidFilterError(f"search: at most {MAX_SEARCH_LENGTH} characters, no NUL")
-        return self.vector.op("@@")(func.websearch_to_tsquery("simple", self.query))
 
 
 def keyword(field: str, value: object) -> Filter:

@@ -34,6 +34,7 @@ from leaddb.models import (
 )
 from leaddb.repositories.base import AppendOnlyRepository, Repository
 from leaddb.repositories.filters import (
+    MAX_SEARCH_LENGTH,
     ArrayContains,
     ArrayOverlaps,
     Filter,
@@ -53,8 +54,15 @@ class _Search:
     """Full-text search over name, email and company, using the ``ix_leads_search`` index."""
 
     def __init__(self, terms: str) -> None:
-        if not isinstance(terms, str) or not terms.strip() or len(terms) > 200 or "\x00" in terms:
-            raise InvalidFilterError("search: give 1 to 200 characters of text, without NUL")
+        if (
+            not isinstance(terms, str)
+            or not terms.strip()
+            or len(terms) > MAX_SEARCH_LENGTH
+            or "\x00" in terms
+        ):
+            raise InvalidFilterError(
+                f"search: give 1 to {MAX_SEARCH_LENGTH} characters of text, without NUL"
+            )
         self.terms = terms
 
     def condition(self, table: Table) -> ColumnElement[bool]:
