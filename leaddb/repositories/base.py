@@ -6,6 +6,8 @@ checks the version where one is expected, and stamps the tenant from the unit of
 
 from __future__ import annotations
 
+import functools
+import typing
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
@@ -30,20 +32,33 @@ COPY_THRESHOLD = 200
 _NOW = object()  # stands for the transaction's now() in a bulk insert's defaults
 
 
+def _holds_model(annotation: object) -> bool:
+    if annotation is Any or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return True
+    return any(_holds_model(argument) for argument in typing.get_args(annotation))
+
+
+@functools.cache
+def _is_flat(schema: type[BaseModel]) -> bool:
+    """Whether no field of ``schema`` can hold a model (decided once per schema class)."""
+    return (
+        not any(_holds_model(field.annotation) for field in schema.model_fields.values())
+        and schema.model_config.get("extra") != "allow"
+    )
+
+
 def _field_values(payload: BaseModel, *, exclude_unset: bool) -> dict[str, Any]:
     """The payload's fields as a dict: ``model_dump`` without its cost for flat schemas.
 
     leaddb's schemas hold plain values (no nested models), for which ``__dict__`` is exactly what
     ``model_dump`` would build, at a twentieth of the cost; a nested model falls back to it.
     """
+    if not _is_flat(type(payload)):
+        return payload.model_dump(exclude_unset=exclude_unset)
     state = payload.__dict__
     if exclude_unset:
-        values = {name: state[name] for name in payload.model_fields_set if name in state}
-    else:
-        values = dict(state)
-    if any(isinstance(value, BaseModel) for value in values.values()):
-        return payload.model_dump(exclude_unset=exclude_unset)
-    return values
+        return {name: state[name] for name in payload.model_fields_set if name in state}
+    return dict(state)
 
 
 class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
@@ -78,7 +93,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             max_json_bytes=settings.max_json_bytes,
             max_json_depth=settings.max_json_depth,
         )
-        unknown = set(values) - set(self.table.c.keys())
+        unknown = values.keys() - self._shape.column_names
         if unknown:
             raise InvalidFilterError(f"{self._shape.entity} has no columns {sorted(unknown)}")
         return values

@@ -3,6 +3,10 @@ encoder would refuse with a driver exception (and an aborted transaction)."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,12 +38,22 @@ def _check_text(entity: str, field: str, text: str) -> None:
             ) from None
 
 
+# Values of these types are whatever pydantic made of them and always storable; skipping them by
+# exact type first keeps a 10,000-row create_many from paying an isinstance chain per field.
+_STORABLE = frozenset(
+    {type(None), bool, int, float, uuid.UUID, datetime.datetime, datetime.date, decimal.Decimal}
+)
+
+
 def check_values(
     entity: str, values: Mapping[str, Any], *, max_json_bytes: int, max_json_depth: int
 ) -> None:
     """Raise InvalidValueError for the first value that cannot be stored."""
     for field, value in values.items():
-        if isinstance(value, str):
+        kind = type(value)
+        if kind in _STORABLE or isinstance(value, enum.Enum):
+            continue
+        if kind is str or isinstance(value, str):
             _check_text(entity, field, value)
         elif isinstance(value, list) and all(isinstance(item, str) for item in value):
             # A text array (tags): each element is text, nothing nests.

@@ -8,6 +8,7 @@ metadata and are quoted; every value is a ``$n`` parameter.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,10 @@ class TableShape:
     @property
     def columns(self) -> list[str]:
         return [column.name for column in self.table.columns]
+
+    @functools.cached_property
+    def column_names(self) -> frozenset[str]:
+        return frozenset(self.table.c.keys())
 
     def select_list(self, alias: str | None = None) -> str:
         prefix = f"{alias}." if alias else ""
