@@ -133,6 +133,11 @@ def insert_from(shape: TableShape, columns: Sequence[str], source: str, *, audit
     return f"WITH w AS ({written}), log AS ({log}) SELECT * FROM w"
 
 
+def json_rows_source(shape: TableShape, param: int) -> str:
+    """Rows of ``shape``'s table read from a JSON array of objects, parameter ``$param`` (text)."""
+    return f"jsonb_populate_recordset(NULL::{shape.name}, ${param}::text::jsonb)"
+
+
 def insert_from_scratch(
     shape: TableShape, columns: Sequence[str], source: str, *, audit: bool
 ) -> str:
