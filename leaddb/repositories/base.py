@@ -20,7 +20,6 @@ from uuid_utils.compat import uuid7
 from leaddb.errors import (
     InvalidFilterError,
     InvalidValueError,
-    NotFoundError,
     StaleVersionError,
     TenantViolationError,
 )
@@ -303,14 +302,28 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
             raise StaleVersionError(self._shape.entity, key, expected, actual)
 
     async def update_many(self, ids: Collection[uuid.UUID], patch: UpdateT) -> list[ModelT]:
-        """Apply one patch to several rows; returns the updated rows (missing ids left out)."""
-        updated = []
-        for id in dict.fromkeys(ids):
-            try:
-                updated.append(await self.update(id, patch))
-            except NotFoundError:
-                continue
-        return updated
+        """Apply one patch to several rows in one statement (with an audit row for each);
+        returns the updated rows in the order of ``ids``, missing and deleted ones left out."""
+        keys = [key for key in dict.fromkeys(map(as_uuid, ids)) if key is not None]
+        values = self._checked_values(patch, exclude_unset=True)
+        if not keys:
+            return []
+        if not values:
+            return await self.get_many(keys)
+        fields = tuple(values)
+        sql = self._statement(
+            ("update_many", fields),
+            lambda: statements.update_many(self._shape, fields, audit=self.audited),
+        )
+        tenant = [self._uow.require_tenant()] if self._shape.tenant_scoped else []
+        args: list[Any] = [*tenant, keys, *values.values()]
+        if self.audited:
+            args.extend(self._action_and_actor("updated"))
+        connection = await self._connection()
+        written = self._hydrator.many(await _run(connection.fetch, sql, *args))
+        by_id = {row.id: row for row in written}
+        self._written(*by_id)
+        return [by_id[key] for key in keys if key in by_id]
 
     async def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
         """Soft-delete (set ``deleted_at``) where the entity has it; otherwise delete the row."""

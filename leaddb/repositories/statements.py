@@ -189,6 +189,27 @@ def soft_delete(shape: TableShape, *, deleted: bool, audit: bool, check_version:
     )
 
 
+def update_many(shape: TableShape, fields: Sequence[str], *, audit: bool) -> str:
+    """UPDATE the live rows whose ids are in an array with ``fields``, in one statement.
+
+    Parameters: the tenant (when tenant-scoped), the id array, each field, then action and
+    actor. The result has one row per row changed (missing and deleted ids have none). Rows
+    are locked in id order, so two overlapping bulk updates cannot deadlock each other.
+    """
+    k = shape.key_params
+    assignments = [f"{quote(name)} = ${k + index}" for index, name in enumerate(fields, 1)]
+    return _locked_update(
+        shape,
+        fields,
+        assignments,
+        first_free=k + len(fields) + 1,
+        audit=audit,
+        check_version=False,
+        state="live",
+        many=True,
+    )
+
+
 def _locked_update(
     shape: TableShape,
     fields: Sequence[str],
@@ -198,6 +219,7 @@ def _locked_update(
     audit: bool,
     check_version: bool,
     state: str,
+    many: bool = False,
 ) -> str:
     assignments = list(assignments)
     if shape.versioned:
@@ -223,10 +245,14 @@ def _locked_update(
         + [f"o.{quote(name)}" for name in fields]
         + (["o.version"] if shape.versioned else [])
     )
-    old = (
-        f"SELECT {old_columns} FROM {shape.name} o "
-        f"WHERE {shape.key_condition('o', 1)}{condition} FOR UPDATE"
-    )
+    if many:
+        ids = "$2" if shape.tenant_scoped else "$1"
+        tenant = "o.organization_id = $1 AND " if shape.tenant_scoped else ""
+        key = f"{tenant}o.id = ANY({ids}::uuid[])"
+        lock = " ORDER BY o.id FOR UPDATE"
+    else:
+        key, lock = shape.key_condition("o", 1), " FOR UPDATE"
+    old = f"SELECT {old_columns} FROM {shape.name} o WHERE {key}{condition}{lock}"
     join = (
         "t.organization_id = old.organization_id AND t.id = old.id"
         if shape.tenant_scoped
@@ -251,6 +277,8 @@ def _locked_update(
             f"log AS ({_audit_insert(shape, source, next_param, next_param + 1, changes)})"
         )
     select = ", ".join(f"w.{quote(name)}" for name in shape.columns)
+    if many:
+        return f"WITH {', '.join(parts)} SELECT {select} FROM w"
     return (
         f"WITH {', '.join(parts)} SELECT {select}, {current} AS _current_version "
         "FROM old LEFT JOIN w ON true"

@@ -18,6 +18,7 @@ from leaddb.models import (
     LeadCreate,
     LeadSource,
     LeadStatus,
+    LeadUpdate,
 )
 from leaddb.repositories.base import COPY_THRESHOLD
 
@@ -147,3 +148,45 @@ async def test_the_batch_just_below_the_copy_threshold_and_just_at_it_agree(
         org.id,
     )
     assert logged == 2 * COPY_THRESHOLD - 1
+
+
+async def test_update_many_is_one_statement_with_an_audit_row_per_changed_row(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org, other = await make_org(db), await make_org(db)
+    async with db.tenant(org.id) as uow:
+        leads = await uow.leads.create_many(lead_payloads(300, prefix="mine"))
+        await uow.leads.delete(leads[0].id)
+        await uow.commit()
+    async with db.tenant(other.id) as uow:
+        (theirs,) = await uow.leads.create_many(lead_payloads(1, prefix="theirs"))
+        await uow.commit()
+    wanted = [theirs.id, *(lead.id for lead in reversed(leads)), leads[5].id]
+    async with db.tenant(org.id) as uow:
+        connection = await uow.connection()
+        await uow.leads.update_many([leads[1].id], LeadUpdate(score=1))  # prepares the statement
+        statements: list[str] = []
+
+        def log(record: LoggedQuery) -> None:
+            statements.append(record.query)
+
+        connection.add_query_logger(log)
+        updated = await uow.leads.update_many(wanted, LeadUpdate(score=42))
+        connection.remove_query_logger(log)
+        await uow.commit()
+    assert len(statements) == 1
+    # The deleted lead and the other tenant's are left out; the order is the caller's.
+    assert [lead.id for lead in updated] == [lead.id for lead in reversed(leads[1:])]
+    assert all(lead.score == 42 for lead in updated)
+    assert {lead.id: lead.version for lead in updated}[leads[1].id] == 3
+    assert all(lead.version == 2 for lead in updated if lead.id != leads[1].id)
+    async with db.tenant(other.id) as uow:
+        assert (await uow.leads.get_one(theirs.id)).score == theirs.score
+    logged = await pg.fetch(
+        "SELECT (changes -> 'before' ->> 'score')::int AS before FROM activity_logs "
+        "WHERE organization_id = $1 AND action = 'updated' "
+        "AND entity_type = 'lead' AND changes -> 'after' ->> 'score' = '42'",
+        org.id,
+    )
+    assert len(logged) == 299
+    assert all(row["before"] != 42 for row in logged)
