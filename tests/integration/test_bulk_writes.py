@@ -20,7 +20,7 @@ from leaddb.models import (
     LeadStatus,
     LeadUpdate,
 )
-from leaddb.repositories.base import COPY_THRESHOLD
+from leaddb.repositories.inserts import COPY_THRESHOLD
 
 from .factories import lead_payloads, make_org, make_user
 
