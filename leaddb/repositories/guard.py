@@ -51,11 +51,13 @@ def check_values(
     """Raise InvalidValueError for the first value that cannot be stored."""
     for field, value in values.items():
         kind = type(value)
-        if kind in _STORABLE or isinstance(value, enum.Enum):
-            continue
-        if kind is str or isinstance(value, str):
+        if kind is str:
             _check_text(entity, field, value)
-        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        elif kind in _STORABLE or isinstance(value, enum.Enum):
+            continue
+        elif isinstance(value, str):
+            _check_text(entity, field, value)
+        elif kind is list and all(type(item) is str for item in value):
             # A text array (tags): each element is text, nothing nests.
             for item in value:
                 _check_text(entity, field, item)
