@@ -57,6 +57,7 @@ class UnitOfWork:
         self.tenant_id = tenant_id
         self.actor_id = actor_id
         self._connection: Connection | None = None
+        self._begun = False  # whether the BEGIN on self._connection has been answered
         self._closed = False
         self._written: dict[str, set[uuid.UUID]] = {}
         self._created: dict[str, set[uuid.UUID]] = {}
@@ -118,6 +119,7 @@ class UnitOfWork:
             self._connection = connection
             try:
                 await connection.execute(self._begin_sql())
+                self._begun = True
             except Exception as error:
                 mapped = _mapped(error)
                 if attempt == 1 and isinstance(mapped, ConnectionFailedError):
@@ -129,12 +131,15 @@ class UnitOfWork:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _acquire(self) -> Connection:
-        timeout = self._db.settings.pool_timeout
+        pool = self._db.pool
+        # With a connected idle connection in the pool, acquire cannot wait, so it needs no
+        # timeout; asyncpg enforces one with wait_for, a task of its own on every acquire.
+        timeout = None if pool.get_idle_size() else self._db.settings.pool_timeout
         try:
-            connection: Connection = await self._db.pool.acquire(timeout=timeout)
+            connection: Connection = await pool.acquire(timeout=timeout)
         except TimeoutError:
             raise PoolTimeoutError(
-                f"no database connection became free within {timeout}s "
+                f"no database connection became free within {self._db.settings.pool_timeout}s "
                 "(LEADDB_POOL_TIMEOUT; LEADDB_POOL_SIZE + LEADDB_MAX_OVERFLOW bound the pool)"
             ) from None
         except Exception as error:
@@ -174,36 +179,46 @@ class UnitOfWork:
         role = "SET LOCAL ROLE leaddb_app; " if self._db.assumes_app_role else ""
         if self.tenant_id is not None:
             # str() of a uuid.UUID is 36 hex digits and dashes: nothing to escape.
-            return f"BEGIN; {role}SELECT set_config('leaddb.tenant', '{self.tenant_id}', true)"
-        return f"BEGIN; {role}SELECT set_config('leaddb.platform', 'on', true)"
+            # SET LOCAL rather than SELECT set_config(): a utility command, no plan and no row.
+            return f"BEGIN; {role}SET LOCAL leaddb.tenant = '{self.tenant_id}'"
+        return f"BEGIN; {role}SET LOCAL leaddb.platform = 'on'"
 
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
         self.check_open()
         connection = self._connection
+        # Whether the transaction may have committed. A COMMIT whose answer never arrived (the
+        # caller cancelled, the connection dropped) may well have, so only the server's own
+        # "no" clears it: otherwise the rows it wrote would stay cached with their old values.
+        maybe_committed = True
         try:
             if connection is not None:
                 try:
                     status = await connection.execute("COMMIT")
+                except asyncpg.PostgresError as error:
+                    # The server's "no", unless the connection failed (class 08) or the server
+                    # ended the session (class 57, a shutdown): both may follow the commit.
+                    maybe_committed = isinstance(
+                        error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
+                    )
+                    raise _mapped(error) from error
                 except Exception as error:
                     raise _mapped(error) from error
                 # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK, no error.
                 if status != "COMMIT":
+                    maybe_committed = False
                     raise TransactionFailedError(
                         "the transaction was rolled back because one of its statements failed; "
                         "nothing was committed"
                     )
         finally:
             self._closed = True
-            await self._release()
-        if self.cache is not None and (self._written or self._bulk_written or self._wiped_tenants):
-            # Shielded: once COMMIT has returned, a cancellation of the caller must not cut the
-            # invalidation short (the rows it covers would stay cached with their old values).
-            await asyncio.shield(
-                self.cache.invalidate(
-                    self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
-                )
-            )
+            if maybe_committed and self.cache is not None and self._cached_rows_changed():
+                # Shielded as one: a cancellation during COMMIT or the release must not cut
+                # the invalidation short.
+                await asyncio.shield(self._release_and_invalidate(self.cache))
+            else:
+                await self._release()
         for action in self._after_commit:
             await asyncio.shield(action())
 
@@ -222,9 +237,37 @@ class UnitOfWork:
         self._closed = True
         await self._release()
 
+    def _cached_rows_changed(self) -> bool:
+        return bool(self._written or self._bulk_written or self._wiped_tenants)
+
+    async def _release_and_invalidate(self, cache: UnitCache) -> None:
+        await self._release()
+        await cache.invalidate(
+            self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
+        )
+
     async def _release(self) -> None:
         connection, self._connection = self._connection, None
+        begun, self._begun = self._begun, False
         if connection is None:
+            return
+        if not begun:
+            # Cancelled while its BEGIN was on the wire: asyncpg would wait for the cancellation
+            # and then log an error about the transaction it finds. A fresh connection is
+            # cheaper than both, and this happens only to a cancelled unit of work.
+            with contextlib.suppress(Exception):
+                connection.terminate()
+            with contextlib.suppress(Exception):
+                await self._db.pool.release(connection)
+            return
+        try:
+            clean = not connection.is_closed() and not connection.is_in_transaction()
+        except asyncpg.InterfaceError:
+            return  # the connection died and asyncpg already took it back
+        if clean:
+            # Nothing to roll back: asyncpg's release shields itself from cancellation.
+            with contextlib.suppress(Exception):  # see the end of _return_to_pool
+                await self._db.pool.release(connection)
             return
         # Shielded: a cancellation arriving now must not interrupt the rollback half-way; the
         # caller sees the CancelledError while the connection is still cleaned up and returned.
@@ -242,7 +285,11 @@ class UnitOfWork:
         except Exception:
             with contextlib.suppress(Exception):
                 connection.terminate()
-        with contextlib.suppress(asyncpg.InterfaceError):
+        # asyncpg's release resets the connection; when that fails (the server went away
+        # meanwhile) it closes the connection itself, the pool reclaims it, and it raises. The
+        # unit of work has ended either way, and a COMMIT that returned stands, so nothing of
+        # the release may reach the caller.
+        with contextlib.suppress(Exception):
             await self._db.pool.release(connection)
 
     @asynccontextmanager

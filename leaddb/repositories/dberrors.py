@@ -120,6 +120,13 @@ def translate(error: BaseException) -> LeadDBError | None:
         return ConnectionFailedError(f"connection to PostgreSQL lost: {error}")
     if isinstance(error, asyncpg.InterfaceError | OSError | ConnectionError):
         return ConnectionFailedError(f"connection to PostgreSQL failed: {error}")
+    if isinstance(error, pgerr.OperatorInterventionError):
+        # The server is shutting down or starting up, or ended the session (57P01-57P05).
+        return ConnectionFailedError(f"PostgreSQL ended or refused the connection: {error}")
+    if isinstance(error, asyncpg.InternalClientError):
+        # asyncpg's protocol state is out of step with the server: a statement sent in the
+        # moment between a server's FATAL message (a shutdown) and the socket closing.
+        return ConnectionFailedError(f"connection to PostgreSQL is unusable: {error}")
     if isinstance(error, pgerr.InFailedSQLTransactionError):
         return TransactionFailedError(
             "an earlier statement of this unit of work failed, so its transaction is aborted; "

@@ -1,0 +1,116 @@
+"""The end of a unit of work when the answer to COMMIT is lost, or the connection dies while it
+goes back to the pool: the caller sees a typed error (or nothing, when the commit went through),
+and the cache never keeps a row the commit may have changed. The chaos soak (test_chaos.py) found
+each of these; here each is forced deterministically."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from asyncpg.connection import Connection
+from asyncpg.pool import Pool
+
+from leaddb import LeadDB
+from leaddb.errors import ConnectionFailedError
+from leaddb.models import LeadUpdate
+from leaddb.repositories.dberrors import translate
+
+from .factories import make_lead, make_org
+
+
+async def _cached_lead(db: LeadDB) -> tuple[uuid.UUID, uuid.UUID]:
+    org = await make_org(db)
+    lead = await make_lead(db, org.id, first_name="Old")
+    for _ in range(2):
+        async with db.tenant(org.id) as uow:
+            assert (await uow.leads.get_one(lead.id)).first_name == "Old"
+    assert db.cache.stats().hits >= 1
+    return org.id, lead.id
+
+
+async def _first_name(db: LeadDB, org_id: uuid.UUID, lead_id: uuid.UUID) -> str | None:
+    async with db.tenant(org_id) as uow:
+        return (await uow.leads.get_one(lead_id)).first_name
+
+
+@pytest.mark.parametrize(
+    ("lost", "seen"),
+    [
+        (asyncio.CancelledError, asyncio.CancelledError),
+        (asyncpg.ConnectionDoesNotExistError, ConnectionFailedError),
+    ],
+    ids=["caller cancelled", "connection lost"],
+)
+async def test_a_commit_whose_answer_was_lost_still_invalidates_the_cache(
+    db: LeadDB,
+    pg: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    lost: type[BaseException],
+    seen: type[BaseException],
+) -> None:
+    org_id, lead_id = await _cached_lead(db)
+    execute = Connection.execute
+
+    async def commit_then_lose_the_answer(self: Connection, query: str, *args: Any) -> str:
+        status: str = await execute(self, query, *args)
+        if query == "COMMIT":
+            raise lost("the answer to COMMIT never arrived")
+        return status
+
+    async with db.tenant(org_id) as uow:
+        await uow.leads.update(lead_id, LeadUpdate(first_name="New"))
+        monkeypatch.setattr(Connection, "execute", commit_then_lose_the_answer)
+        with pytest.raises(seen):
+            await uow.commit()
+    monkeypatch.undo()
+
+    assert await pg.fetchval("SELECT first_name FROM leads WHERE id = $1", lead_id) == "New"
+    assert await _first_name(db, org_id, lead_id) == "New"
+
+
+async def test_a_release_that_fails_after_commit_changes_nothing_for_the_caller(
+    db: LeadDB, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg's release checks the connection, then resets it in a task of its own; a server
+    that goes away in between makes that task fail ("release() called on a free connection
+    holder") after asyncpg has already taken the connection back."""
+    org_id, lead_id = await _cached_lead(db)
+    release = Pool.release
+
+    async def release_after_the_server_went_away(self: Pool, connection: Any, **_: object) -> None:
+        connection.terminate()
+        raise asyncpg.InternalClientError(
+            "PoolConnectionHolder.release() called on a free connection holder"
+        )
+
+    monkeypatch.setattr(Pool, "release", release_after_the_server_went_away)
+    async with db.tenant(org_id) as uow:
+        await uow.leads.update(lead_id, LeadUpdate(first_name="New"))
+        await uow.commit()
+    async with db.tenant(org_id) as uow:  # a rollback's release: nothing raised either
+        await uow.leads.count()
+    monkeypatch.setattr(Pool, "release", release)
+
+    assert await pg.fetchval("SELECT first_name FROM leads WHERE id = $1", lead_id) == "New"
+    assert await _first_name(db, org_id, lead_id) == "New"
+    assert db.pool.get_idle_size() == db.pool.get_size()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # A statement sent between the server's FATAL message and the socket closing.
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.CannotConnectNowError("the database system is shutting down"),
+    ],
+    ids=type,
+)
+def test_the_errors_of_a_server_going_away_are_connection_failures(error: Exception) -> None:
+    assert isinstance(translate(error), ConnectionFailedError)
