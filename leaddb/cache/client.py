@@ -39,6 +39,11 @@ def _encode(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
@@ -130,15 +135,21 @@ class LeanRedis:
 
     async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
         assert protocol.transport is not None
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         protocol.waiting.append(future)
         protocol.transport.write(_encode(args))
+        # A timer that fails the future, rather than asyncio.wait_for: that wraps every command
+        # in a second future and callbacks, 5 µs more per command here.
+        timer = loop.call_later(self._timeout, _expire, future)
         try:
-            return await asyncio.wait_for(future, self._timeout)
+            return await future
         except TimeoutError:
             # The reply may still come, out of step with the next command's: start afresh.
             protocol.transport.close()
             raise RedisTimeoutError(f"Redis did not answer within {self._timeout}s") from None
+        finally:
+            timer.cancel()
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply (bytes, int, list, None)."""

@@ -1,9 +1,20 @@
 """Encoding rows for the cache and decoding them back into the same table-model instances.
 
 A hit must give what a miss gives: the same class, the same values, the same Python types. The
-payload is the row as JSON (orjson); decoding validates it with a plain pydantic model that has
-the table's field types (so UUIDs, datetimes, decimals and enums come back typed, parsed in
-Rust), then builds the table instance the way the repositories do.
+payload is a JSON array (orjson) of the row's values in the model's field order, then a tag.
+Decoding is on the path of every hit, so it does as little as possible: one ``orjson.loads``,
+then only the columns JSON cannot carry are parsed, each by a parser chosen once per model
+(UUIDs by asyncpg's own UUID class, the one a miss returns, which parses in C at a tenth of the
+cost of ``uuid.UUID``; enums by a dict lookup), and the instance is built by the repositories'
+``Hydrator.adopt``. About 6 µs a lead, where validating the same row with pydantic costs ten
+times that.
+
+The values are not validated again: leaddb wrote them from rows it had read. What is checked is
+that a value is one this code wrote: the tag names the format and a fingerprint of the model's
+columns (names, types, order), so a value written by a process with another version of the
+model (a rolling deploy) or in an older format is a miss, never values in the wrong fields. A
+value that is not a JSON array of the expected length with that tag, or that a parser refuses,
+is a miss too (``decode`` returns None): the reader then goes to PostgreSQL and fills afresh.
 """
 
 from __future__ import annotations
@@ -12,17 +23,28 @@ import datetime
 import decimal
 import enum
 import functools
+import hashlib
 import operator
 import types
 import typing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
 import orjson
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import AwareDatetime, EmailStr, JsonValue
 
-from leaddb.repositories.hydrate import Hydrator, ModelT
+from leaddb.repositories.hydrate import Hydrator, ModelT, enum_lookup
+
+if TYPE_CHECKING:
+    from leaddb.repositories.hydrate import Row
+
+FORMAT = "2"
+"""Bumped whenever the payload's layout or a column's encoding changes."""
+
+_REFUSED = (ValueError, TypeError, KeyError, ArithmeticError)
+"""What the parsers raise on values this code did not write (ArithmeticError: Decimal)."""
 
 
 def _default(value: object) -> object:
@@ -30,10 +52,6 @@ def _default(value: object) -> object:
     if isinstance(value, decimal.Decimal | uuid.UUID):
         return str(value)
     raise TypeError(f"cannot cache a {type(value).__name__}")
-
-
-if TYPE_CHECKING:
-    from leaddb.repositories.hydrate import Row
 
 
 def _plain(annotation: Any) -> Any:
@@ -58,7 +76,7 @@ def _plain(annotation: Any) -> Any:
 
 
 _PARSERS: dict[Any, Callable[[Any], Any]] = {
-    uuid.UUID: uuid.UUID,
+    uuid.UUID: PgUUID,
     datetime.datetime: datetime.datetime.fromisoformat,
     datetime.date: datetime.date.fromisoformat,
     decimal.Decimal: decimal.Decimal,
@@ -77,39 +95,102 @@ def _parser(annotation: Any) -> Callable[[Any], Any] | None:
         if candidate in _PARSERS:
             return _PARSERS[candidate]
         if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
-            return candidate
+            return enum_lookup(candidate)
     return None
 
 
-class RowCodec(Generic[ModelT]):
-    """Turns rows of one table into cache payloads and payloads into instances.
+def _tag(hydrator: Hydrator[Any]) -> str:
+    """The format and a fingerprint of the columns: stable across processes (no ids, no
+    addresses), different as soon as a column is added, removed, renamed, retyped or moved."""
+    model = hydrator.model
+    columns = model.__table__.c
+    layout = [
+        (name, type(columns[name].type).__name__, repr(_plain(info.annotation)))
+        for name, info in model.model_fields.items()
+    ]
+    digest = hashlib.sha256(repr((model.__name__, layout)).encode()).hexdigest()
+    return f"{FORMAT}:{digest[:16]}"
 
-    Decoding trusts the payload's shape (leaddb wrote it from a row it had read) and only turns
-    JSON strings back into UUIDs, datetimes, dates, decimals and enums: about 10 µs a lead,
-    where full pydantic validation (email syntax included) costs several times that.
+
+def _nullable(annotation: Any) -> bool:
+    plain = _plain(annotation)
+    return typing.get_origin(plain) in (typing.Union, types.UnionType) and type(None) in (
+        typing.get_args(plain)
+    )
+
+
+def _builder(
+    model_name: str,
+    names: tuple[str, ...],
+    parsers: dict[int, tuple[Callable[[Any], Any], bool]],
+) -> Callable[[list[Any]], dict[str, Any]]:
+    """A function from the decoded array to the instance's dict, made once per model.
+
+    Generated, so that the dict is one dict display with each column's parser called inline: a
+    loop over the parsers and then ``dict(zip(names, values))`` cost half as much again, and was
+    the largest part of a 50-row hit after the Redis round trip. The source is made of field
+    names (identifiers) and indexes only.
     """
+    namespace: dict[str, Any] = {}
+    items = []
+    for index, name in enumerate(names):
+        value = f"v[{index}]"
+        if index in parsers:
+            parse, nullable = parsers[index]
+            namespace[f"parse{index}"] = parse
+            parsed = f"parse{index}({value})"
+            value = f"None if {value} is None else {parsed}" if nullable else parsed
+        items.append(f"{name!r}: {value}")
+    source = f"def build(v):\n    return {{{', '.join(items)}}}\n"
+    exec(compile(source, f"<cache decoder of {model_name}>", "exec"), namespace)  # noqa: S102
+    build: Callable[[list[Any]], dict[str, Any]] = namespace["build"]
+    return build
+
+
+class RowCodec(Generic[ModelT]):
+    """Turns rows of one table into cache payloads and payloads into instances."""
 
     def __init__(self, hydrator: Hydrator[ModelT]) -> None:
         self._hydrator = hydrator
-        parsers = []
-        for name, info in hydrator.model.model_fields.items():
-            parser = _parser(info.annotation)
+        fields = hydrator.model.model_fields
+        self._names = tuple(fields)
+        self._tag = _tag(hydrator)
+        self._width = len(self._names) + 1
+        parsers = {}
+        for index, (name, info) in enumerate(fields.items()):
+            parser = hydrator.converter(name) or _parser(info.annotation)
             if parser is not None:
-                parsers.append((name, parser))
-        self._parsers = tuple(parsers)
+                parsers[index] = (parser, _nullable(info.annotation))
+        self._build = _builder(hydrator.model.__name__, self._names, parsers)
 
-    def encode(self, row: dict[str, Any]) -> bytes:
-        return orjson.dumps(row, default=_default)
+    def encode(self, row: Row) -> bytes:
+        values = [row[name] for name in self._names]
+        values.append(self._tag)
+        return orjson.dumps(values, default=_default)
 
     def decode_row(self, row: Row) -> ModelT:
         """An instance from a database row (a miss)."""
         return self._hydrator.one(row)
 
-    def decode(self, payload: bytes) -> ModelT:
-        """An instance from a cache payload (a hit)."""
-        data = orjson.loads(payload)
-        for name, parse in self._parsers:
-            value = data[name]
-            if value is not None:
-                data[name] = parse(value)
-        return self._hydrator.adopt(data)
+    def decode(self, payload: bytes) -> ModelT | None:
+        """An instance from a cache payload (a hit), or None when the payload is not one this
+        code wrote (then it is a miss)."""
+        return self.decode_many((payload,))[0]
+
+    def decode_many(self, payloads: Iterable[bytes | None]) -> list[ModelT | None]:
+        """``decode`` of each payload (None stays None), in one loop: a get_many of 50 hits
+        spends most of its time here."""
+        loads, build, adopt = orjson.loads, self._build, self._hydrator.adopt
+        width, tag = self._width, self._tag
+        decoded: list[ModelT | None] = []
+        for payload in payloads:
+            data = None
+            if payload is not None:
+                try:
+                    values = loads(payload)
+                    if type(values) is list and len(values) == width and values.pop() == tag:
+                        data = build(values)
+                except _REFUSED:
+                    pass
+            decoded.append(None if data is None else adopt(data))
+        return decoded

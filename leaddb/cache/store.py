@@ -36,10 +36,17 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from leaddb.cache.client import LeanRedis
+from leaddb.cache.keys import (
+    canonical,
+    entity_prefix,
+    epoch_key,
+    generation_key,
+    token_key,
+    value_key,
+)
 
 logger = logging.getLogger("leaddb.cache")
 
-_PREFIX = "leaddb"
 TOKEN_TTL_MS = 86_400_000
 
 # KEYS: value, row token, generation, epoch. ARGV: the three tokens seen, payload, ttl ms.
@@ -85,26 +92,6 @@ return n
 
 def _fresh_token() -> str:
     return uuid.uuid4().hex
-
-
-def tenant_tag(tenant: uuid.UUID) -> str:
-    return f"{_PREFIX}:{{{tenant}}}"
-
-
-def value_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
-    return f"{tenant_tag(tenant)}:{entity}:{id}"
-
-
-def token_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
-    return f"{tenant_tag(tenant)}:{entity}:{id}:t"
-
-
-def generation_key(tenant: uuid.UUID, entity: str) -> str:
-    return f"{tenant_tag(tenant)}:{entity}:gen"
-
-
-def epoch_key(tenant: uuid.UUID) -> str:
-    return f"{tenant_tag(tenant)}:epoch"
 
 
 @dataclass
@@ -157,6 +144,10 @@ class Tokens:
     row: str
     generation: str
     epoch: str
+
+    def header(self) -> bytes:
+        """What a value filled under these tokens starts with."""
+        return f"{self.generation}:{self.epoch}:".encode()
 
 
 @dataclass
@@ -250,7 +241,7 @@ class CacheStore:
             return None
         self._recovered()
         tokens = Tokens(_text(row), _text(generation), _text(epoch))
-        payload = _valid_payload(value, tokens)
+        payload = _valid_payload(value, tokens.header())
         if payload is None:
             self.stats_counters.misses += 1
         else:
@@ -263,7 +254,8 @@ class CacheStore:
         """Payloads (None for misses) for ``ids`` in one MGET, and the shared tokens."""
         if not await self._usable():
             return None
-        keys = [value_key(tenant, entity, id) for id in ids]
+        prefix = entity_prefix(tenant, entity)
+        keys = [prefix + canonical(id) for id in ids]
         keys += [generation_key(tenant, entity), epoch_key(tenant)]
         try:
             values = await self.redis.call("MGET", *keys)
@@ -271,12 +263,19 @@ class CacheStore:
             self._failed(error, "reading")
             return None
         self._recovered()
-        tokens = Tokens("", _text(values[-2]), _text(values[-1]))
-        payloads = [_valid_payload(value, tokens) for value in values[:-2]]
-        hits = sum(payload is not None for payload in payloads)
-        self.stats_counters.hits += hits
-        self.stats_counters.misses += len(payloads) - hits
+        *found, generation, epoch = values
+        tokens = Tokens("", _text(generation), _text(epoch))
+        header = tokens.header()
+        payloads = [_valid_payload(value, header) for value in found]
+        misses = payloads.count(None)
+        self.stats_counters.hits += len(payloads) - misses
+        self.stats_counters.misses += misses
         return payloads, tokens
+
+    def rejected(self, count: int) -> None:
+        """``count`` values were found but could not be decoded: they were misses after all."""
+        self.stats_counters.hits -= count
+        self.stats_counters.misses += count
 
     async def row_tokens(
         self, tenant: uuid.UUID, entity: str, ids: Sequence[uuid.UUID]
@@ -301,7 +300,7 @@ class CacheStore:
             generation_key(tenant, entity),
             epoch_key(tenant),
         ]
-        header = f"{tokens.generation}:{tokens.epoch}:".encode()
+        header = tokens.header()
         args: list[Any] = [tokens.row, tokens.generation, tokens.epoch, header + payload]
         args.append(self.ttl_ms)
         try:
@@ -327,7 +326,7 @@ class CacheStore:
             return
         keys = [generation_key(tenant, entity), epoch_key(tenant)]
         args: list[Any] = [tokens.generation, tokens.epoch, self.ttl_ms]
-        header = f"{tokens.generation}:{tokens.epoch}:".encode()
+        header = tokens.header()
         for id, row_token, payload in items:
             keys += [value_key(tenant, entity, id), token_key(tenant, entity, id)]
             args += [row_token, header + payload]
@@ -380,10 +379,10 @@ def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _valid_payload(value: bytes | str | None, tokens: Tokens) -> bytes | None:
-    if not value or not isinstance(value, bytes):
+def _valid_payload(value: bytes | str | None, header: bytes) -> bytes | None:
+    """The payload of a value filled under the current generation and epoch, else None."""
+    # Tokens hold no colon, so a value starts with this header only if it was filled under
+    # exactly this generation and this epoch.
+    if type(value) is not bytes or not value.startswith(header):
         return None
-    generation, epoch, payload = value.split(b":", 2)
-    if generation.decode() != tokens.generation or epoch.decode() != tokens.epoch:
-        return None
-    return payload
+    return value[len(header) :]

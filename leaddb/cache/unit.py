@@ -79,13 +79,16 @@ class UnitCache:
             return None if row is None else codec.decode_row(row)
         payload, tokens = looked
         if payload is not None:
-            return codec.decode(payload)
+            hit = codec.decode(payload)
+            if hit is not None:
+                return hit
+            self._store.rejected(1)
         flight_key = (tenant, entity, id, tokens.row, tokens.generation, tokens.epoch)
 
         async def load_and_fill() -> Row | None:
             row = await load()
             if row is not None:
-                await self._store.fill(tenant, entity, id, tokens, codec.encode(dict(row)))
+                await self._store.fill(tenant, entity, id, tokens, codec.encode(row))
             return row
 
         row = await self._flights.run(flight_key, load_and_fill)
@@ -98,34 +101,33 @@ class UnitCache:
         ids: Sequence[uuid.UUID],
         codec: RowCodec[ModelT],
         load: Callable[[Sequence[uuid.UUID]], Awaitable[Sequence[Row]]],
-    ) -> dict[uuid.UUID, ModelT]:
-        """The rows found, by id: hits from one MGET, misses from one ``load`` of the rest."""
+    ) -> list[ModelT | None]:
+        """The row of each id (None: there is none): hits from one MGET, the rest from one
+        ``load`` (then filled into Redis if still current)."""
         looked = await self._store.lookup_many(tenant, entity, ids)
         if looked is None:
-            return {row["id"]: codec.decode_row(row) for row in await load(ids)}
+            loaded = {row["id"]: codec.decode_row(row) for row in await load(ids)}
+            return [loaded.get(id) for id in ids]
         payloads, shared = looked
-        found: dict[uuid.UUID, ModelT] = {}
-        missing: list[uuid.UUID] = []
-        for id, payload in zip(ids, payloads, strict=True):
-            if payload is None:
-                missing.append(id)
-            else:
-                found[id] = codec.decode(payload)
+        found = codec.decode_many(payloads)
+        missing = [id for id, hit in zip(ids, found, strict=True) if hit is None]
         if not missing:
             return found
+        self._store.rejected(len(missing) - payloads.count(None))
         # The row tokens must be read before the database is, or a fill could be stale.
         row_tokens = await self._store.row_tokens(tenant, entity, missing)
         rows = await load(missing)
+        loaded = {}
         fills = []
         token_of = dict(zip(missing, row_tokens or [], strict=False))
         for row in rows:
-            found[row["id"]] = codec.decode_row(row)
+            loaded[row["id"]] = codec.decode_row(row)
             if row_tokens is not None:
-                fills.append((row["id"], token_of[row["id"]], codec.encode(dict(row))))
+                fills.append((row["id"], token_of[row["id"]], codec.encode(row)))
         await self._store.fill_many(
             tenant, entity, fills, Tokens("", shared.generation, shared.epoch)
         )
-        return found
+        return [loaded.get(id) if hit is None else hit for id, hit in zip(ids, found, strict=True)]
 
     async def invalidate(
         self,

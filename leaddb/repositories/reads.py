@@ -235,34 +235,42 @@ class ReadRepository(Generic[ModelT]):
 
         Cached rows come from one MGET; the rest from one statement.
         """
-        keys = list(dict.fromkeys(key for key in (as_uuid(id) for id in ids) if key is not None))
+        keys = [key for key in dict.fromkeys(map(as_uuid, ids)) if key is not None]
         if not keys:
             return []
         uow = self._uow
         cache = uow.cache
         entity = self._shape.entity
-        found: dict[uuid.UUID, ModelT]
+        hide_deleted = False
+        models: builtins.list[ModelT | None]
         if cache is not None and self.cacheable and self._shape.tenant_scoped:
             uow.check_open()
-            cached = [key for key in keys if not uow.wrote(entity, key)]
-            found = await cache.get_many(
+            cached = keys
+            if uow.has_written:
+                cached = [key for key in keys if not uow.wrote(entity, key)]
+            models = await cache.get_many(
                 uow.require_tenant(), entity, cached, self._codec, self._fetch_many
             )
-            direct = [key for key in keys if key not in found and uow.wrote(entity, key)]
-            if direct:
+            if len(cached) < len(keys):
+                # Rows this unit of work wrote come from its transaction.
+                found: dict[uuid.UUID, ModelT | None] = dict(zip(cached, models, strict=True))
+                direct = [key for key in keys if key not in found]
                 found.update(
                     (row["id"], self._hydrator.one(row)) for row in await self._fetch_many(direct)
                 )
-            if not include_deleted and self._shape.soft_delete:
-                found = {
-                    key: model
-                    for key, model in found.items()
-                    if model.deleted_at is None  # type: ignore[attr-defined]
-                }
+                models = [found.get(key) for key in keys]
+            # The cache holds soft-deleted rows too (get(include_deleted=True) reads them).
+            hide_deleted = not include_deleted and self._shape.soft_delete
         else:
             rows = await self._fetch_many(keys, include_deleted=include_deleted)
-            found = {row["id"]: self._hydrator.one(row) for row in rows}
-        return [found[key] for key in keys if key in found]
+            loaded = {row["id"]: self._hydrator.one(row) for row in rows}
+            models = [loaded.get(key) for key in keys]
+        present = [model for model in models if model is not None]
+        if hide_deleted:
+            # Through __dict__, which holds every column (Hydrator.adopt): the instrumented
+            # attribute costs a Python call per row.
+            return [model for model in present if model.__dict__["deleted_at"] is None]
+        return present
 
     async def _fetch_many(
         self, keys: Sequence[uuid.UUID], *, include_deleted: bool = True

