@@ -287,6 +287,10 @@ def _table_section(table: sa.Table) -> list[str]:
         )
     lines = [f"### {_code(table.name)}", "", purpose, ""]
     lines += [f"Primary key: {_code(_key_text(table.primary_key.columns))}.", ""]
+    storage = table.dialect_options["postgresql"]["with"]
+    if storage:
+        options = ", ".join(f"{name} = {value}" for name, value in sorted(storage.items()))
+        lines += [f"Storage parameters: {_code(f'WITH ({options})')}.", ""]
     lines += [*_columns_table(table), ""]
     for title, items in (
         ("Foreign keys", _foreign_keys(table)),

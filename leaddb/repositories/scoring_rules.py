@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 from leaddb.models import LeadScoringRule, LeadScoringRuleCreate, LeadScoringRuleUpdate
 from leaddb.repositories.base import Repository
 from leaddb.repositories.filters import Eq
+from leaddb.repositories.reads import _run, as_uuid
+
+_CONDITION = frozenset({"field", "operator", "value"})
+# The row lock keeps a concurrent patch of another part of the condition from landing between
+# this check and the write (each patch alone valid, the two together not).
+_LOCK_RULE = (
+    "SELECT name, field, operator, value, points FROM lead_scoring_rules "
+    "WHERE organization_id = $1 AND id = $2 FOR NO KEY UPDATE"
+)
 
 
 class LeadScoringRuleRepository(
@@ -16,6 +26,33 @@ class LeadScoringRuleRepository(
 
     model: ClassVar[type[LeadScoringRule]] = LeadScoringRule
     default_order: ClassVar[tuple[str, ...]] = ("priority", "id")
+
+    async def update(
+        self,
+        id: uuid.UUID,
+        patch: LeadScoringRuleUpdate,
+        *,
+        expected_version: int | None = None,
+    ) -> LeadScoringRule:
+        """Change the fields set in ``patch``, as ``Repository.update`` does.
+
+        A patch that touches the condition (``field``, ``operator`` or ``value``) is merged
+        with the stored rule and the result checked exactly as ``create`` checks a new rule:
+        a ValidationError naming the problem, and nothing written. (The patch alone cannot
+        tell: changing just the operator may leave a value of the wrong type for it.)
+        """
+        if patch.model_fields_set & _CONDITION:
+            key = as_uuid(id)
+            if key is None:
+                raise self._not_found(id)
+            connection = await self._connection()
+            row = await _run(connection.fetchrow, _LOCK_RULE, self._uow.require_tenant(), key)
+            if row is None:
+                raise self._not_found(key)
+            merged = dict(row)
+            merged.update(patch.model_dump(include=set(patch.model_fields_set & _CONDITION)))
+            LeadScoringRuleCreate.model_validate(merged)
+        return await super().update(id, patch, expected_version=expected_version)
 
     async def active(self) -> list[LeadScoringRule]:
         """The active rules, by priority."""

@@ -173,6 +173,54 @@ class Statement:
     args: list[object]
 
 
+# One leaddb_uuid7() per statement, its last four (random) bytes replaced by the row's number:
+# still a version 7 id in time order, unique within the run by the counter and across runs by
+# the 42 random bits left. A strong random number per row (gen_random_uuid()) costs more than
+# the rest of building a history row.
+_NUMBERED_UUID7 = (
+    "encode(overlay(i.base PLACING int4send((row_number() OVER ())::int) FROM 13 FOR 4), "
+    "'hex')::uuid"
+)
+
+
+_MASK_BITS = 63
+"""Rules per bigint of a matched-rules mask (the sign bit is left alone)."""
+
+
+def _matched(count: int) -> str:
+    """The rules the lead ``c`` matched as a bigint bit mask (an array of them past 63 rules):
+    far cheaper to carry, group and join on than an array of rule numbers."""
+    words = [
+        " | ".join(
+            f"(c.m{i}::int::bigint << {i - start})"
+            for i in range(start, min(start + _MASK_BITS, count))
+        )
+        for start in range(0, count, _MASK_BITS)
+    ]
+    if not words:
+        return "0::bigint"
+    if len(words) == 1:
+        return f"({words[0]})"
+    return "ARRAY[" + ", ".join(f"({word})" for word in words) + "]"
+
+
+def _breakdown(mask: str, count: int) -> str:
+    """The JSON breakdown of the rules set in ``mask``, in rule order; ``r.rules`` is the JSON
+    array of every rule's part."""
+    if not count:
+        return "jsonb_build_object('rules', '[]'::jsonb)"
+    parts = []
+    for rule in range(count):
+        word = mask if count <= _MASK_BITS else f"{mask}[{rule // _MASK_BITS + 1}]"
+        bit = f"(1::bigint << {rule % _MASK_BITS})"
+        parts.append(f"CASE WHEN ({word} & {bit}) <> 0 THEN r.rules -> {rule} END")
+    matched = ",\n            ".join(parts)
+    return (
+        "jsonb_build_object('rules', to_jsonb(array_remove(ARRAY[\n            "
+        f"{matched}\n        ]::jsonb[], NULL)))"
+    )
+
+
 def _temperature(score: str, warm: str, hot: str) -> str:
     return (
         f"(CASE WHEN {score} >= {hot} THEN 'hot' WHEN {score} >= {warm} THEN 'warm' "
@@ -197,8 +245,8 @@ def rescore_organization_statement(
     scored: a lead changed by a concurrent transaction in the meantime is left alone (the
     engine rescores it on its own afterwards) rather than given a score computed from values
     that are no longer current. ``history`` writes one row per changed lead with the rules it
-    matched; each distinct set of matched rules is turned into JSON once (``breakdowns``), as
-    building JSON per row would cost more than the rest of the history insert.
+    matched: ``scored`` carries them as a bit mask, and each distinct mask is turned into JSON
+    once (``breakdowns``), from the rules' parts parsed once (``parts``).
 
     The result is one row: ``scored`` (live leads), ``moved`` (leads whose score or
     temperature should change), ``changed`` (leads updated), ``conflicts`` (ids of the leads
@@ -216,14 +264,13 @@ def rescore_organization_statement(
         for i, rule in enumerate(rules)
     ]
     total = " + ".join(terms) if terms else "0"
-    indexes = ", ".join(f"CASE WHEN c.m{i} THEN {i} END" for i in range(len(rules)))
     moved = "(s.new_score <> s.old_score OR s.new_temperature <> s.old_temperature)"
     # Identifiers and constants come from this package only; every value is a bind parameter.
     text = f"""
 WITH scored AS MATERIALIZED (
     SELECT c.id, c.version, c.old_score, c.old_temperature, s.new_score,
         {_temperature("s.new_score", "$3::int", "$4::int")} AS new_temperature,
-        array_remove(ARRAY[{indexes}]::int[], NULL) AS matched
+        {_matched(len(rules))} AS matched
     FROM (
         SELECT l.id, l.version, l.score AS old_score, l.temperature AS old_temperature{flags}
         FROM leads l
@@ -240,18 +287,18 @@ WITH scored AS MATERIALIZED (
     FROM scored s
     WHERE t.organization_id = $1 AND t.id = s.id AND t.version = s.version AND {moved}
     RETURNING t.id, s.old_score, s.old_temperature, s.new_score, s.new_temperature, s.matched
+), parts AS MATERIALIZED (
+    SELECT $6::text::jsonb AS rules
 ), breakdowns AS MATERIALIZED (
-    SELECT p.matched, jsonb_build_object('rules', coalesce((
-        SELECT jsonb_agg($6::text::jsonb -> u.i ORDER BY u.o)
-        FROM unnest(p.matched) WITH ORDINALITY AS u(i, o)
-    ), '[]'::jsonb)) AS breakdown
-    FROM (SELECT DISTINCT matched FROM changed) p
+    SELECT p.matched, {_breakdown("p.matched", len(rules))} AS breakdown
+    FROM (SELECT DISTINCT matched FROM changed) p CROSS JOIN parts r
 ), history AS (
     INSERT INTO lead_score_history (organization_id, id, lead_id, old_score, new_score,
         old_temperature, new_temperature, reason, breakdown)
-    SELECT $1, leaddb_uuid7(), c.id, c.old_score, c.new_score, c.old_temperature,
-        c.new_temperature, $5::text, b.breakdown
+    SELECT $1, {_NUMBERED_UUID7}, c.id, c.old_score, c.new_score,
+        c.old_temperature, c.new_temperature, $5::text, b.breakdown
     FROM changed c JOIN breakdowns b ON b.matched = c.matched
+        CROSS JOIN (SELECT uuid_send(leaddb_uuid7()) AS base) i
 ), counts AS (
     SELECT count(*) AS scored, count(*) FILTER (WHERE {moved}) AS moved FROM scored s
 )

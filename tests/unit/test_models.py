@@ -11,10 +11,12 @@ import sqlalchemy as sa
 from annotated_types import MaxLen
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.sql import visitors
 from sqlmodel import SQLModel
 
 import leaddb.models as m
 from leaddb.models.base import table_of
+from leaddb.models.lead import LEADS_FILLFACTOR
 
 DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 ORG = uuid.uuid4()
@@ -203,6 +205,28 @@ def test_search_vector_is_the_expression_of_its_gin_index() -> None:
     assert "'simple'::regconfig" in query
     condition = m.lead_search_condition("ada lovelace").compile(dialect=DIALECT)
     assert "websearch_to_tsquery('simple'::regconfig, %(param_1)s" in str(condition)
+
+
+def test_no_index_of_leads_holds_what_rescoring_writes() -> None:
+    """Rescoring writes these columns of most leads at once. An index on any of them (in its
+    key, expression or WHERE) would make every such update a new entry in every index of leads
+    instead of a heap-only (HOT) update; the half-full pages leave the room HOT needs."""
+    leads = TABLES["leads"]
+    written = {"score", "temperature", "version", "updated_at"}
+    for index in leads.indexes:
+        parts = [part for part in index.expressions if isinstance(part, sa.ClauseElement)]
+        where = index.dialect_options["postgresql"]["where"]
+        if where is not None:
+            parts.append(where)
+        used = {column.name for column in index.columns} | {
+            node.name
+            for part in parts
+            for node in visitors.iterate(part)
+            if isinstance(node, sa.Column)
+        }
+        assert not used & written, (index.name, used & written)
+    assert leads.dialect_options["postgresql"]["with"] == {"fillfactor": LEADS_FILLFACTOR}
+    assert "WITH (fillfactor = 50)" in str(CreateTable(leads).compile(dialect=DIALECT))
 
 
 # --- views -------------------------------------------------------------------------------------

@@ -339,7 +339,7 @@ def test_every_rule_value_is_a_bind_parameter_never_sql_text() -> None:
         thresholds=rules.thresholds,
         reason="test",
     )
-    for needle in ("DROP", "t'ag", "k_1", "k_2", "123.45", "'won'", "0190b1f2", "4321", "x'"):
+    for needle in ("DROP", "t'ag", "k_1", "k_2", "123.45", "'won'", "0190b1f2", "4321", "x';"):
         assert needle not in statement.text, needle
     placeholders = {int(number) for number in re.findall(r"\$(\d+)", statement.text)}
     assert placeholders == set(range(1, len(statement.args) + 1)), "each argument used, no gaps"
