@@ -31,6 +31,8 @@ PAGE = 50
 LEADDB_IN_UOW = "leaddb, many gets in one unit of work"
 LEADDB_PER_UOW = "leaddb, one get per unit of work"
 RAW_PER_TX = "raw asyncpg, one transaction per get"
+DEPTH_FIRST = "leaddb first page"
+DEPTH_DEEP = "leaddb deep page"
 LEADDB_WITHOUT_RLS = "leaddb, row-level security off"
 
 
@@ -304,3 +306,23 @@ async def list_by_status(bench: Bench) -> None:
                 iterations=count or bench.sizes.deep_iterations,
                 notes=["peers page with OFFSET (their own pagination); leaddb and raw by keyset"],
             )
+
+        # The depth target times leaddb's two pages together: in the tables above the deep page
+        # alternates with OFFSET contenders that read 50,000 rows each, which push its heap
+        # pages out of shared_buffers between calls, a cost of the neighbours, not of depth.
+        async def first_page(i: int) -> object:
+            return await uow.leads.list(status=status, limit=PAGE)
+
+        async def deep_page(i: int) -> object:
+            return await uow.leads.list(status=status, limit=PAGE, after=deep_cursor)
+
+        await bench.measure(
+            "list_depth",
+            f"leaddb keyset pages: first and {depth:,} rows deep, timed together",
+            [
+                Contender(DEPTH_FIRST, first_page, "uow.leads.list(status=..., limit=50)", "floor"),
+                Contender(DEPTH_DEEP, deep_page, "the same, after its deep cursor", "leaddb"),
+            ],
+            iterations=bench.sizes.list_iterations,
+            floor=DEPTH_FIRST,
+        )
