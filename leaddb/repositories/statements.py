@@ -154,7 +154,12 @@ def insert_from_scratch(
 
 
 def update_one(
-    shape: TableShape, fields: Sequence[str], *, audit: bool, check_version: bool
+    shape: TableShape,
+    fields: Sequence[str],
+    *,
+    audit: bool,
+    check_version: bool,
+    many: bool = False,
 ) -> str:
     """UPDATE one live row by key with ``fields`` (each a parameter).
 
@@ -172,6 +177,7 @@ def update_one(
         audit=audit,
         check_version=check_version,
         state="live",
+        many=many,
     )
 
 
@@ -196,18 +202,7 @@ def update_many(shape: TableShape, fields: Sequence[str], *, audit: bool) -> str
     actor. The result has one row per row changed (missing and deleted ids have none). Rows
     are locked in id order, so two overlapping bulk updates cannot deadlock each other.
     """
-    k = shape.key_params
-    assignments = [f"{quote(name)} = ${k + index}" for index, name in enumerate(fields, 1)]
-    return _locked_update(
-        shape,
-        fields,
-        assignments,
-        first_free=k + len(fields) + 1,
-        audit=audit,
-        check_version=False,
-        state="live",
-        many=True,
-    )
+    return update_one(shape, fields, audit=audit, check_version=False, many=True)
 
 
 def _locked_update(
