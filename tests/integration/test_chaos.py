@@ -32,7 +32,7 @@ from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import LeadDBError, StaleVersionError
 from leaddb.models import LeadCreate, LeadUpdate, OrganizationCreate
 
-from .test_cache_failure import OwnRedis
+from .own_redis import OwnRedis
 
 TENANTS = 4
 WORKERS = 10
@@ -99,16 +99,6 @@ def own_postgres() -> Iterator[OwnPostgres]:
     finally:
         pgserver.get_server(data_dir, cleanup_mode="delete").cleanup()
         shutil.rmtree(data_dir.parent, ignore_errors=True)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[OwnRedis]:
-    redis = OwnRedis(Path(tempfile.mkdtemp(prefix="ldx", dir="/tmp")))
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.close()
 
 
 @pytest.fixture
