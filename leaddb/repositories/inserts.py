@@ -1,5 +1,5 @@
-"""The generic repository's inserts: create one, and create many (COPY into a scratch table,
-or one statement reading a JSON array for a few rows).
+"""The generic repository's inserts: create one, and create many (one statement reading a JSON
+array for a few rows; COPY in chunks for more, in leaddb.repositories.bulk).
 
 Each insert is one statement that also writes the audit rows (leaddb.repositories.statements)
 and stamps the tenant from the unit of work.
@@ -24,6 +24,7 @@ from leaddb.errors import (
     TenantViolationError,
 )
 from leaddb.repositories import statements
+from leaddb.repositories.bulk import CopiedInsert
 from leaddb.repositories.guard import check_values
 from leaddb.repositories.reads import ModelT, ReadRepository, _run
 
@@ -43,9 +44,6 @@ def _json_value(value: object) -> object:
     if isinstance(value, bytes):
         return "\\x" + value.hex()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-_NOW = object()  # stands for the transaction's now() in a bulk insert's defaults
 
 
 def _holds_model(annotation: object) -> bool:
@@ -147,61 +145,22 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         return created
 
     async def create_many(self, items: Sequence[CreateT]) -> list[ModelT]:
-        """Insert many rows: COPY into a scratch table, then one INSERT ... SELECT (with audit).
+        """Insert many rows (each with its audit row); returned in the caller's order.
 
-        The round trips do not grow with the number of rows; a small batch is one statement
-        that reads its rows from a JSON array parameter instead of the scratch table.
+        The round trips do not grow with the number of rows: a few rows are one statement
+        reading them from a JSON array parameter; more go through COPY into a scratch table in
+        chunks (leaddb.repositories.bulk), all or none of them.
         """
         if not items:
             return []
+        connection = await self._connection()
+        if len(items) >= COPY_THRESHOLD:
+            return await CopiedInsert(self, connection, items).run()
         rows = [self._insert_values(item) for item in items]
         columns = tuple(rows[0])
         if any(tuple(row) != columns for row in rows):
             raise InvalidFilterError("create_many needs items of one schema")
-        connection = await self._connection()
-        if len(rows) < COPY_THRESHOLD:
-            return await self._create_few(connection, rows, columns)
-        scratch = f"_leaddb_{self.table.name}"
-        table_name = self._shape.name
-        await _run(
-            connection.execute,
-            f"CREATE TEMP TABLE IF NOT EXISTS {statements.quote(scratch)} "
-            f"(LIKE {table_name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
-        )
-        records = [tuple(row.values()) for row in rows]
-        await _run(
-            lambda: connection.copy_records_to_table(
-                scratch, records=records, columns=list(columns)
-            )
-        )
-        args: list[Any] = list(self._action_and_actor("created")) if self.audited else []
-        defaults = self._bulk_defaults(columns)
-        created: list[ModelT]
-        if defaults is None:
-            sql = self._statement(
-                ("insert_from", columns),
-                lambda: statements.insert_from(
-                    self._shape, columns, statements.quote(scratch), audit=self.audited
-                ),
-            )
-            written = await _run(connection.fetch, sql, *args)
-            created = self._hydrator.many(written)
-        else:
-            sql = self._statement(
-                ("insert_from_scratch", columns),
-                lambda: statements.insert_from_scratch(
-                    self._shape, columns, statements.quote(scratch), audit=self.audited
-                ),
-            )
-            now = await _run(connection.fetchval, sql, *args)
-            # The new rows are what was sent plus the defaults, whose only moving part is the
-            # transaction's now(): no need to send 10,000 rows back and parse them again.
-            filled = {name: now if value is _NOW else value for name, value in defaults.items()}
-            adopt = self._hydrator.adopt
-            created = [adopt({**filled, **row}) for row in rows]
-        await _run(connection.execute, f"TRUNCATE {statements.quote(scratch)}")
-        self._uow.record_created(self._shape.entity, (row["id"] for row in rows))
-        return created
+        return await self._create_few(connection, rows, columns)
 
     async def _create_few(
         self, connection: Connection, rows: list[dict[str, Any]], columns: tuple[str, ...]
@@ -227,23 +186,3 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         by_id = {row.id: row for row in written}
         self._uow.record_created(self._shape.entity, by_id)
         return [by_id[row["id"]] for row in rows]
-
-    def _bulk_defaults(self, columns: Sequence[str]) -> dict[str, Any] | None:
-        """The values the database gives the columns a bulk insert leaves out, or None when one
-        of them has a default that cannot be known without reading the rows back."""
-        defaults: dict[str, Any] = {}
-        for column in self.table.columns:
-            if column.name in columns:
-                continue
-            default = column.server_default
-            if default is None:
-                if not column.nullable:
-                    return None
-                defaults[column.name] = None
-            elif "now()" in str(getattr(default, "arg", "")):
-                defaults[column.name] = _NOW
-            elif column.name == "version":
-                defaults[column.name] = 1
-            else:
-                return None
-        return defaults

@@ -1,0 +1,268 @@
+"""create_many's large batches: COPY into a scratch table, then one INSERT ... SELECT per chunk
+that also writes the chunk's audit rows.
+
+PostgreSQL refuses COPY into a table with row-level security, so the rows pass through a
+temporary table shaped like the target and reach it with an INSERT the policies check. The
+batch goes in chunks so that the two processes work at the same time: while PostgreSQL inserts
+one chunk (and maintains the table's indexes, most of the cost), Python checks the next chunk's
+values. A batch of several chunks runs inside a savepoint, so a bad value found in a later
+chunk leaves none of the batch behind.
+
+Where every column the insert leaves out has a default known in advance, the new rows are what
+was sent plus those defaults (the transaction's ``now()`` among them): nothing is sent back,
+and the audit rows' ``after`` images are built here as JSON and travel in the scratch table,
+because ``to_jsonb`` of a whole row costs PostgreSQL more than inserting the audit row itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import Table
+
+from leaddb.errors import InvalidFilterError
+from leaddb.repositories import statements
+from leaddb.repositories.reads import _run
+
+if TYPE_CHECKING:
+    from leaddb.repositories.inserts import AppendOnlyRepository
+    from leaddb.uow import Connection
+
+# The first chunks are small so that PostgreSQL starts early; later ones are large enough that
+# their three round trips (COPY, INSERT, TRUNCATE) are lost in the rows' cost.
+FIRST_CHUNKS = (500, 1_000)
+CHUNK_ROWS = 2_000
+
+CHANGES_COLUMN = "_leaddb_changes"
+"""The scratch table's extra column: each row's audit ``changes``, built in Python."""
+
+NOW = object()
+"""Stands for the transaction's ``now()`` among a bulk insert's defaults."""
+
+_savepoint_names = itertools.count(1)
+
+
+def chunk_bounds(count: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of a batch of ``count`` rows."""
+    sizes = itertools.chain(FIRST_CHUNKS, itertools.repeat(CHUNK_ROWS))
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while start < count:
+        stop = min(count, start + next(sizes))
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def bulk_defaults(table: Table, columns: Sequence[str]) -> dict[str, Any] | None:
+    """The values the database gives the columns a bulk insert leaves out (``NOW`` for
+    ``now()``), or None when one of them cannot be known without reading the rows back."""
+    defaults: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in columns:
+            continue
+        default = column.server_default
+        if default is None:
+            if not column.nullable:
+                return None
+            defaults[column.name] = None
+        elif "now()" in str(getattr(default, "arg", "")):
+            defaults[column.name] = NOW
+        elif column.name == "version":
+            defaults[column.name] = 1
+        else:
+            return None
+    return defaults
+
+
+def _audit_default(value: object) -> object:
+    """What orjson does not encode itself, written as ``to_jsonb`` writes it."""
+    if isinstance(value, Decimal):
+        # numeric is a JSON number in to_jsonb, and str() of a finite Decimal is JSON number
+        # text; NaN and the infinities, which JSON has no number for, are strings there too.
+        return orjson.Fragment(str(value).encode()) if value.is_finite() else str(value)
+    if isinstance(value, uuid.UUID):  # asyncpg's UUID class, which orjson does not know
+        return str(value)
+    if isinstance(value, bytes):
+        return "\\x" + value.hex()
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def audit_after(row: dict[str, Any]) -> orjson.Fragment:
+    """``{"after": row}`` as JSON text, secret columns left out (jsonb sorts the keys)."""
+    if not statements.SECRET_COLUMNS.isdisjoint(row):
+        row = {name: value for name, value in row.items() if name not in statements.SECRET_COLUMNS}
+    return orjson.Fragment(
+        orjson.dumps({"after": row}, default=_audit_default, option=orjson.OPT_NAIVE_UTC)
+    )
+
+
+@dataclass
+class _Chunk:
+    rows: list[dict[str, Any]]
+    """The values sent, one dict per row in column order."""
+    records: list[tuple[Any, ...]]
+    """What COPY sends: the values, then the audit image when it is built here."""
+    models: list[Any] | None
+    """The new rows as models, when their defaults are known in advance (else read back)."""
+
+
+class CopiedInsert:
+    """One large ``create_many``; see the module docstring."""
+
+    def __init__(
+        self,
+        repository: AppendOnlyRepository[Any, Any],
+        connection: Connection,
+        items: Sequence[Any],
+    ) -> None:
+        self._repository = repository
+        self._connection = connection
+        self._items = items
+        self._shape = repository._shape
+        self._scratch = f"_leaddb_bulk_{self._shape.table.name}"
+        self._columns: tuple[str, ...] = ()
+        self._filled: dict[str, Any] | None = None
+        self._bad_item = False  # a value was refused in Python, so the transaction is intact
+
+    def _values(self, start: int, stop: int) -> list[dict[str, Any]]:
+        try:
+            rows = [self._repository._insert_values(item) for item in self._items[start:stop]]
+            if not self._columns:
+                self._columns = tuple(rows[0])
+            if any(tuple(row) != self._columns for row in rows):
+                raise InvalidFilterError("create_many needs items of one schema")
+        except BaseException:
+            self._bad_item = True
+            raise
+        return rows
+
+    def _chunk(self, rows: list[dict[str, Any]]) -> _Chunk:
+        filled = self._filled
+        if filled is None:
+            return _Chunk(rows, [tuple(row.values()) for row in rows], None)
+        whole = [{**filled, **row} for row in rows]
+        if self._repository.audited:
+            # Before the models: adopting a dict makes it the model's own __dict__.
+            images = map(audit_after, whole)
+            records = [(*row.values(), image) for row, image in zip(rows, images, strict=True)]
+        else:
+            records = [tuple(row.values()) for row in rows]
+        adopt = self._repository._hydrator.adopt
+        return _Chunk(rows, records, [adopt(new) for new in whole])
+
+    async def run(self) -> list[Any]:
+        bounds = chunk_bounds(len(self._items))
+        rows = self._values(*bounds[0])
+        connection = self._connection
+        await _run(
+            connection.execute,
+            f"CREATE TEMP TABLE IF NOT EXISTS {statements.quote(self._scratch)} "
+            f"(LIKE {self._shape.name} INCLUDING DEFAULTS, {CHANGES_COLUMN} jsonb) "
+            "ON COMMIT DELETE ROWS",
+        )
+        defaults = bulk_defaults(self._shape.table, self._columns)
+        if defaults is not None:
+            now = None
+            if NOW in defaults.values():
+                now = await _run(connection.fetchval, "SELECT now()")
+            self._filled = {
+                name: now if value is NOW else value for name, value in defaults.items()
+            }
+        first = self._chunk(rows)
+        if len(bounds) == 1:
+            return await self._insert(first, bounds)
+        savepoint = f"leaddb_bulk_{next(_savepoint_names)}"
+        await _run(connection.execute, f"SAVEPOINT {savepoint}")
+        try:
+            created = await self._insert(first, bounds)
+        except Exception:
+            if self._bad_item:
+                await _run(connection.execute, f"ROLLBACK TO SAVEPOINT {savepoint}")
+            raise
+        await _run(connection.execute, f"RELEASE SAVEPOINT {savepoint}")
+        return created
+
+    async def _insert(self, chunk: _Chunk, bounds: list[tuple[int, int]]) -> list[Any]:
+        repository, connection = self._repository, self._connection
+        sql = self._insert_sql()
+        args: list[Any] = (
+            list(repository._action_and_actor("created")) if repository.audited else []
+        )
+        method = connection.fetch if self._filled is None else connection.execute
+        truncate = f"TRUNCATE {statements.quote(self._scratch)}"
+        columns = list(self._columns)
+        if self._filled is not None and repository.audited:
+            columns.append(CHANGES_COLUMN)
+        created: list[Any] = []
+        for index in range(len(bounds)):
+            await self._copy(chunk.records, columns)
+            inserting = asyncio.ensure_future(_run(method, sql, *args))
+            following: _Chunk | None = None
+            try:
+                # One turn of the loop puts the statement on the wire; the Python work below
+                # then runs while PostgreSQL inserts.
+                await asyncio.sleep(0)
+                if index + 1 < len(bounds):
+                    following = self._chunk(self._values(*bounds[index + 1]))
+            except BaseException as error:
+                await _settle(inserting, cancel=isinstance(error, asyncio.CancelledError))
+                raise
+            written = await inserting
+            created.extend(self._models(chunk, written))
+            await _run(connection.execute, truncate)
+            repository._uow.record_created(self._shape.entity, (row["id"] for row in chunk.rows))
+            if following is not None:
+                chunk = following
+        return created
+
+    def _models(self, chunk: _Chunk, written: Any) -> list[Any]:
+        if chunk.models is not None:
+            return chunk.models
+        # RETURNING promises no order; give the rows back in the caller's.
+        by_id = {model.id: model for model in self._repository._hydrator.many(written)}
+        return [by_id[row["id"]] for row in chunk.rows]
+
+    def _insert_sql(self) -> str:
+        repository, columns, shape = self._repository, self._columns, self._shape
+        scratch, audit = statements.quote(self._scratch), repository.audited
+        if self._filled is None:
+            return repository._statement(
+                ("insert_from", columns),
+                lambda: statements.insert_from(shape, columns, scratch, audit=audit),
+            )
+        return repository._statement(
+            ("insert_from_scratch", columns),
+            lambda: statements.insert_from_scratch(
+                shape, columns, scratch, audit=audit, changes_column=CHANGES_COLUMN
+            ),
+        )
+
+    async def _copy(self, records: list[tuple[Any, ...]], columns: list[str]) -> None:
+        connection, scratch = self._connection, self._scratch
+        await _run(
+            lambda: connection.copy_records_to_table(scratch, records=records, columns=columns)
+        )
+
+
+async def _settle(task: asyncio.Future[Any], *, cancel: bool) -> None:
+    """End the insert in flight before an error goes up: the connection takes the next
+    statement (the rollback to the savepoint, or the unit of work's) only once it has. Its own
+    outcome is not the one being raised, so it is retrieved and dropped."""
+    if cancel:
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await asyncio.wait([task])
+    if task.done() and not task.cancelled():
+        task.exception()

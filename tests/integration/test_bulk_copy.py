@@ -1,0 +1,191 @@
+"""create_many's large-batch path against real PostgreSQL: COPY in chunks, each chunk's audit
+images built in Python, the whole batch or none of it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from leaddb import LeadDB
+from leaddb.errors import InvalidValueError, TenantViolationError
+from leaddb.models import LeadCreate, LeadSource, LeadStatus
+from leaddb.repositories.bulk import chunk_bounds
+
+from .factories import lead_payloads, make_org, make_user
+
+# Three chunks: the first two small ones and part of a full one.
+BATCH = 2_300
+
+
+class LeadImport(LeadCreate):
+    """A caller's own payload type that carries an organization (e.g. from an import file)."""
+
+    organization_id: uuid.UUID
+
+
+def _same_json(audited: object, stored: object) -> bool:
+    """Equal as the values they spell: timestamps may differ in how many fractional zeros
+    they write, numbers in their trailing zeros (jsonb compares those numerically already)."""
+    if isinstance(audited, dict) and isinstance(stored, dict):
+        return audited.keys() == stored.keys() and all(
+            _same_json(audited[key], stored[key]) for key in audited
+        )
+    if isinstance(audited, list) and isinstance(stored, list):
+        return len(audited) == len(stored) and all(map(_same_json, audited, stored))
+    if isinstance(audited, str) and isinstance(stored, str) and audited != stored:
+        try:
+            return datetime.datetime.fromisoformat(audited) == datetime.datetime.fromisoformat(
+                stored
+            )
+        except ValueError:
+            return False
+    if isinstance(audited, int | float | Decimal) and isinstance(stored, int | float | Decimal):
+        return Decimal(str(audited)) == Decimal(str(stored))
+    return audited == stored
+
+
+def _varied(count: int, owner: uuid.UUID) -> list[LeadCreate]:
+    plus_five = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+    return [
+        LeadCreate(
+            email=f"bulk-{index}@example.com",
+            first_name=f"Zoë {index}",
+            source=LeadSource.REFERRAL,
+            status=LeadStatus.QUALIFIED,
+            score=index % 101,
+            estimated_value=Decimal("1234.50") + index,
+            expected_close_date=datetime.date(2027, 1, 1) + datetime.timedelta(days=index % 300),
+            last_engagement_at=datetime.datetime(2026, 11, 1, 9, 30, 0, 120000, plus_five)
+            + datetime.timedelta(seconds=index),
+            owner_id=owner if index % 2 else None,
+            tags=["vip", f"tag-{index}", 'quote"d'] if index % 3 else [],
+            custom_fields={"nested": {"list": [1, 2.5, None, "x"]}, "index": index},
+        )
+        for index in range(count)
+    ]
+
+
+def test_the_test_batch_spans_several_chunks() -> None:
+    assert len(chunk_bounds(BATCH)) == 3
+
+
+async def test_a_large_batch_is_stored_whole_in_order_with_audit_images_of_the_stored_rows(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    owner = await make_user(db, org.id)
+    payloads = _varied(BATCH, owner.id)
+    async with db.tenant(org.id, actor=owner.id) as uow:
+        created = await uow.leads.create_many(payloads)
+        await uow.commit()
+    assert [lead.email for lead in created] == [payload.email for payload in payloads]
+    async with db.tenant(org.id) as uow:
+        stored = await uow.leads.get_many([lead.id for lead in created])
+    assert [lead.model_dump() if lead else None for lead in stored] == [
+        lead.model_dump() for lead in created
+    ]
+    rows = await pg.fetch(
+        "SELECT a.changes, a.actor_user_id, to_jsonb(l) AS row FROM activity_logs a "
+        "JOIN leads l ON l.organization_id = a.organization_id AND l.id = a.entity_id "
+        "WHERE a.organization_id = $1 AND a.entity_type = 'lead' AND a.action = 'created'",
+        org.id,
+    )
+    assert len(rows) == BATCH
+    for row in rows:
+        changes: dict[str, Any] = orjson.loads(row["changes"])
+        stored_row = orjson.loads(row["row"])
+        assert set(changes) == {"after"}
+        assert _same_json(changes["after"], stored_row), (changes["after"], stored_row)
+        assert row["actor_user_id"] == owner.id
+
+
+async def test_a_bad_value_in_a_later_chunk_leaves_none_of_the_batch_and_the_unit_usable(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    payloads = lead_payloads(BATCH, prefix="bad")
+    payloads[-5] = payloads[-5].model_copy(update={"first_name": "nul\x00byte"})
+    async with db.tenant(org.id) as uow:
+        with pytest.raises(InvalidValueError, match="NUL"):
+            await uow.leads.create_many(payloads)
+        survivor = await uow.leads.create(LeadCreate(email="after-the-refusal@example.com"))
+        await uow.commit()
+    emails = await pg.fetch("SELECT email FROM leads WHERE organization_id = $1", org.id)
+    assert [row["email"] for row in emails] == [survivor.email]
+    logged = await pg.fetchval(
+        "SELECT count(*) FROM activity_logs WHERE organization_id = $1 AND entity_type = 'lead'",
+        org.id,
+    )
+    assert logged == 1
+
+
+async def test_another_tenants_row_in_a_later_chunk_is_refused_before_commit(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org, other = await make_org(db), await make_org(db)
+    payloads = [
+        LeadImport(email=f"tenant-{index}@example.com", organization_id=org.id)
+        for index in range(BATCH)
+    ]
+    payloads[1_700] = LeadImport(email="theirs@example.com", organization_id=other.id)
+    async with db.tenant(org.id) as uow:
+        with pytest.raises(TenantViolationError):
+            await uow.leads.create_many(payloads)
+        await uow.commit()
+    assert await pg.fetchval("SELECT count(*) FROM leads") == 0
+
+
+async def test_a_batch_cancelled_at_any_point_leaves_nothing_and_a_clean_pool(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    payloads = lead_payloads(BATCH, prefix="cancel")
+    cancelled = 0
+    for delay in (0.0, 0.01, 0.03, 0.06, 0.1, 0.2):
+
+        async def batch() -> None:
+            async with db.tenant(org.id) as uow:
+                await uow.leads.create_many(payloads)
+                await uow.commit()
+
+        task = asyncio.ensure_future(batch())
+        await asyncio.sleep(delay)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            cancelled += 1
+        if await pg.fetchval("SELECT count(*) FROM leads WHERE organization_id = $1", org.id):
+            # Committed before the cancellation arrived: whole, then, and cleared for the next.
+            assert (
+                await pg.fetchval("SELECT count(*) FROM leads WHERE organization_id = $1", org.id)
+                == BATCH
+            )
+            await pg.execute("DELETE FROM leads WHERE organization_id = $1", org.id)
+        assert db.pool.get_idle_size() == db.pool.get_size()
+    assert cancelled >= 3
+    # The pool's connections are all usable: as many units of work as it holds, at once.
+    async with asyncio.TaskGroup() as group:
+        for _ in range(db.pool.get_size()):
+            group.create_task(_one_lead(db, org.id))
+    assert await pg.fetchval("SELECT count(*) FROM leads WHERE organization_id = $1", org.id) == (
+        db.pool.get_size()
+    )
+    in_transaction = await pg.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "
+        "AND state LIKE 'idle in transaction%'"
+    )
+    assert in_transaction == 0
+
+
+async def _one_lead(db: LeadDB, org_id: uuid.UUID) -> None:
+    async with db.tenant(org_id) as uow:
+        await uow.leads.create(LeadCreate(email=f"{uuid.uuid4().hex}@example.com"))
+        await uow.commit()
