@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import asyncpg
 import orjson
@@ -28,10 +28,14 @@ from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
+from leaddb.pool import ConnectionPool
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.sessions import SessionStore
 from leaddb.settings import LeadDBSettings, masked_url
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
+
+if TYPE_CHECKING:
+    from asyncpg import Record
 
 logger = logging.getLogger("leaddb")
 
@@ -64,7 +68,7 @@ class LeadDB:
         self,
         settings: LeadDBSettings,
         engine: AsyncEngine,
-        pool: asyncpg.Pool,
+        pool: ConnectionPool,
         redis: aioredis.Redis,
         info: ServerInfo,
         *,
@@ -249,7 +253,8 @@ def _jsonb_decode(data: bytes) -> Any:
 
 
 # Assume the application role when the migrations have created it (before the first migration
-# there are no policies to honour either). A role set with SET survives the pool's RESET ALL.
+# there are no policies to honour either). The pool resets nothing of a connection's session but
+# an open transaction, so the role stays for the connection's life.
 _ASSUME_ROLE = (
     "SELECT set_config('role', rolname, false) FROM pg_roles WHERE rolname = 'leaddb_app'"
 )
@@ -264,49 +269,43 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
-async def _reset_connection(connection: asyncpg.Connection) -> None:
-    """What the pool does to a connection given back: only end a transaction left open.
-
-    asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE ALL, advisory unlocks) costs a round
-    trip on every release; leaddb's units of work keep all their settings transaction-local
-    (SET LOCAL, set_config(..., true)), so there is nothing else to undo. Code that borrows a
-    raw connection from ``db.pool`` and changes session state must undo it itself.
-    """
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
-
-
-async def create_pool(settings: LeadDBSettings) -> asyncpg.Pool:
-    """The asyncpg pool the units of work draw from.
+async def create_pool(settings: LeadDBSettings) -> ConnectionPool:
+    """The pool of asyncpg connections the units of work draw from (leaddb.pool).
 
     SQLAlchemy's engine serves migrations and introspection; the data path runs on asyncpg
     directly (see leaddb.repositories.sql for why).
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
     server_settings = {"application_name": "leaddb"}
     if settings.statement_timeout_seconds:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
 
-    async def init(connection: asyncpg.Connection) -> None:
-        await _init_connection(connection)
-        if settings.row_level_security:
-            await connection.execute(_ASSUME_ROLE)
-
-    try:
-        pool = await asyncpg.create_pool(
-            url.render_as_string(hide_password=False),
-            min_size=1,
-            max_size=settings.pool_size + settings.max_overflow,
-            timeout=settings.connect_timeout_seconds,
-            server_settings=server_settings,
-            init=init,
-            reset=_reset_connection,
+    async def connect() -> asyncpg.Connection[Record]:
+        connection = await asyncpg.connect(
+            dsn, timeout=settings.connect_timeout_seconds, server_settings=server_settings
         )
+        try:
+            await _init_connection(connection)
+            if settings.row_level_security:
+                await connection.execute(_ASSUME_ROLE)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    pool = ConnectionPool(connect, min_size=1, max_size=settings.pool_size + settings.max_overflow)
+    try:
+        await pool.open()
     except (asyncpg.PostgresError, OSError, TimeoutError) as error:
+        pool.terminate()
         raise ConnectionFailedError(
             f"cannot connect to PostgreSQL at {masked_url(url.render_as_string(False))} "
             f"(LEADDB_DATABASE_URL): {_describe(error)}"
         ) from None
+    except BaseException:
+        pool.terminate()
+        raise
     return pool
 
 

@@ -32,7 +32,6 @@ from leaddb.repositories.dberrors import translate
 
 if TYPE_CHECKING:
     from asyncpg import Record
-    from asyncpg.pool import PoolConnectionProxy
 
     from leaddb.cache.unit import UnitCache
     from leaddb.db import LeadDB
@@ -43,8 +42,8 @@ if TYPE_CHECKING:
 _savepoint_names = itertools.count(1)
 
 if TYPE_CHECKING:
-    Connection = PoolConnectionProxy[Record]
-    """A pooled asyncpg connection, as a unit of work holds it."""
+    Connection = asyncpg.Connection[Record]
+    """A pooled asyncpg connection (leaddb.pool), as a unit of work holds it."""
 
 
 class UnitOfWork:
@@ -131,12 +130,9 @@ class UnitOfWork:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _acquire(self) -> Connection:
-        pool = self._db.pool
-        # With a connected idle connection in the pool, acquire cannot wait, so it needs no
-        # timeout; asyncpg enforces one with wait_for, a task of its own on every acquire.
-        timeout = None if pool.get_idle_size() else self._db.settings.pool_timeout
+        # The timeout costs nothing when an idle connection is there: only waiting sets it up.
         try:
-            connection: Connection = await pool.acquire(timeout=timeout)
+            connection = await self._db.pool.acquire(timeout=self._db.settings.pool_timeout)
         except TimeoutError:
             raise PoolTimeoutError(
                 f"no database connection became free within {self._db.settings.pool_timeout}s "
@@ -252,20 +248,17 @@ class UnitOfWork:
         if connection is None:
             return
         if not begun:
-            # Cancelled while its BEGIN was on the wire: asyncpg would wait for the cancellation
-            # and then log an error about the transaction it finds. A fresh connection is
-            # cheaper than both, and this happens only to a cancelled unit of work.
+            # Cancelled while its BEGIN was on the wire: the pool would wait for the server's
+            # answer to the cancellation and then roll back. A fresh connection is cheaper than
+            # both, and this happens only to a cancelled unit of work.
             with contextlib.suppress(Exception):
                 connection.terminate()
             with contextlib.suppress(Exception):
                 await self._db.pool.release(connection)
             return
-        try:
-            clean = not connection.is_closed() and not connection.is_in_transaction()
-        except asyncpg.InterfaceError:
-            return  # the connection died and asyncpg already took it back
-        if clean:
-            # Nothing to roll back: asyncpg's release shields itself from cancellation.
+        if not connection.is_closed() and not connection.is_in_transaction():
+            # Nothing to roll back: the pool takes a clean connection back without awaiting
+            # (and shields the rollback of one whose last statement was cancelled in flight).
             with contextlib.suppress(Exception):  # see the end of _return_to_pool
                 await self._db.pool.release(connection)
             return
@@ -276,19 +269,17 @@ class UnitOfWork:
     async def _return_to_pool(self, connection: Connection) -> None:
         # A connection goes back to the pool only outside a transaction. When the rollback
         # cannot finish (connection broken, another operation in progress after a cancelled
-        # statement), it is closed instead, so no one ever gets one with a transaction open.
-        # When the server went away, asyncpg has already taken the connection back: every
-        # call on it raises InterfaceError, and there is nothing left to return.
+        # statement), it is closed instead, so no one ever gets one with a transaction open;
+        # the pool then frees its slot.
         try:
             if not connection.is_closed() and connection.is_in_transaction():
                 await connection.execute("ROLLBACK")
         except Exception:
             with contextlib.suppress(Exception):
                 connection.terminate()
-        # asyncpg's release resets the connection; when that fails (the server went away
-        # meanwhile) it closes the connection itself, the pool reclaims it, and it raises. The
-        # unit of work has ended either way, and a COMMIT that returned stands, so nothing of
-        # the release may reach the caller.
+        # The pool's release can still fail (the connection was given back already, the pool
+        # is closed). The unit of work has ended either way, and a COMMIT that returned
+        # stands, so nothing of the release may reach the caller.
         with contextlib.suppress(Exception):
             await self._db.pool.release(connection)
 
