@@ -3,10 +3,16 @@
 Each contender is a callable that performs one operation for iteration ``i``; every call is
 timed on its own with ``perf_counter_ns``. After a warm-up, the iterations are cut into blocks,
 and each block runs every contender in turn (the order rotating from block to block).
+
+Every block starts with the garbage collector's work done (outside the clock), and the objects
+alive before timing (seeded ids, inputs) are frozen out of its scans: otherwise a contender that
+allocates little (raw asyncpg) leaves the collection of a heavy contender's garbage (an ORM
+session's) to whichever contender allocates next, and pays for none of it itself.
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -70,6 +76,8 @@ async def interleaved(
     for contender in contenders:
         for i in range(warmup):
             await contender.run(iterations + i)
+    gc.collect()
+    gc.freeze()
     block = max(1, min(block, iterations))
     start = 0
     rotation = 0
@@ -82,9 +90,11 @@ async def interleaved(
         for index in order:
             run = contenders[index].run
             values = results[index].values_us
+            gc.collect()
             for i in range(start, stop):
                 began = clock()
                 await run(i)
                 values.append((clock() - began) / 1000.0)
         start = stop
+    gc.unfreeze()
     return results

@@ -99,12 +99,21 @@ def _audit_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _visible(row: dict[str, Any]) -> dict[str, Any]:
+    if statements.SECRET_COLUMNS.isdisjoint(row):
+        return row
+    return {name: value for name, value in row.items() if name not in statements.SECRET_COLUMNS}
+
+
+def audit_image(row: dict[str, Any]) -> bytes:
+    """``row`` as JSON text the way ``to_jsonb`` writes it, secret columns left out."""
+    return orjson.dumps(_visible(row), default=_audit_default, option=orjson.OPT_NAIVE_UTC)
+
+
 def audit_after(row: dict[str, Any]) -> orjson.Fragment:
     """``{"after": row}`` as JSON text, secret columns left out (jsonb sorts the keys)."""
-    if not statements.SECRET_COLUMNS.isdisjoint(row):
-        row = {name: value for name, value in row.items() if name not in statements.SECRET_COLUMNS}
     return orjson.Fragment(
-        orjson.dumps({"after": row}, default=_audit_default, option=orjson.OPT_NAIVE_UTC)
+        orjson.dumps({"after": _visible(row)}, default=_audit_default, option=orjson.OPT_NAIVE_UTC)
     )
 
 

@@ -24,7 +24,7 @@ from leaddb.errors import (
     TenantViolationError,
 )
 from leaddb.repositories import statements
-from leaddb.repositories.bulk import CopiedInsert
+from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults
 from leaddb.repositories.guard import check_values
 from leaddb.repositories.reads import ModelT, ReadRepository, _run
 
@@ -73,6 +73,21 @@ def _field_values(payload: BaseModel, *, exclude_unset: bool) -> dict[str, Any]:
     if exclude_unset:
         return {name: state[name] for name in payload.model_fields_set if name in state}
     return dict(state)
+
+
+@functools.cache
+def _insert_plan(
+    shape: statements.TableShape, columns: tuple[str, ...], audited: bool
+) -> tuple[str, dict[str, Any] | None]:
+    """create()'s statement for these columns, and the constant defaults of the others when the
+    audit image is built in Python (None: the statement builds it with ``to_jsonb``)."""
+    defaults = bulk_defaults(shape.table, columns) if audited else None
+    if defaults is None:
+        return statements.insert_one(shape, columns, audit=audited), None
+    from_row = [name for name, value in defaults.items() if value is NOW]
+    constants = {name: value for name, value in defaults.items() if value is not NOW}
+    sql = statements.insert_one(shape, columns, audit=True, image_from=from_row)
+    return sql, constants
 
 
 class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
@@ -131,13 +146,12 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         """Insert one row (and its audit row, in the same statement)."""
         values = self._insert_values(data)
         columns = tuple(values)
-        sql = self._statement(
-            ("insert", columns),
-            lambda: statements.insert_one(self._shape, columns, audit=self.audited),
-        )
+        sql, constants = _insert_plan(self._shape, columns, self.audited)
         args = list(values.values())
         if self.audited:
             args.extend(self._action_and_actor("created"))
+            if constants is not None:
+                args.append(audit_image({**constants, **values}).decode())
         connection = await self._connection()
         row = await _run(connection.fetchrow, sql, *args)
         created: ModelT = self._hydrator.one(row)

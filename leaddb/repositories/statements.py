@@ -104,8 +104,20 @@ def select_many_by_key(shape: TableShape, *, include_deleted: bool) -> str:
     )
 
 
-def insert_one(shape: TableShape, columns: Sequence[str], *, audit: bool) -> str:
-    """INSERT one row (parameters in ``columns`` order), then ``$n+1`` action, ``$n+2`` actor."""
+def insert_one(
+    shape: TableShape,
+    columns: Sequence[str],
+    *,
+    audit: bool,
+    image_from: Sequence[str] | None = None,
+) -> str:
+    """INSERT one row (parameters in ``columns`` order), then ``$n+1`` action, ``$n+2`` actor.
+
+    With ``image_from``, ``$n+3`` is the audit image of the new row as JSON text, built by the
+    caller from what it sent and the defaults it knows; the columns named in ``image_from`` (the
+    ones defaulting to ``now()``) are added from the new row. Otherwise the image is
+    ``to_jsonb`` of the new row, which costs PostgreSQL several times more.
+    """
     names = ", ".join(quote(name) for name in columns)
     values = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
     written = (
@@ -114,7 +126,12 @@ def insert_one(shape: TableShape, columns: Sequence[str], *, audit: bool) -> str
     if not audit:
         return written
     n = len(columns)
-    changes = f"jsonb_build_object('after', {shape.redacted_json('w')})"
+    if image_from is None:
+        image = shape.redacted_json("w")
+    else:
+        added = ", ".join(f"'{name}', w.{quote(name)}" for name in image_from)
+        image = f"${n + 3}::text::jsonb || jsonb_build_object({added})"
+    changes = f"jsonb_build_object('after', {image})"
     log = _audit_insert(shape, "w", n + 1, n + 2, changes)
     return f"WITH w AS ({written}), log AS ({log}) SELECT * FROM w"
 
@@ -252,9 +269,12 @@ def _locked_update(
         ids = "$2" if shape.tenant_scoped else "$1"
         tenant = "o.organization_id = $1 AND " if shape.tenant_scoped else ""
         key = f"{tenant}o.id = ANY({ids}::uuid[])"
-        lock = " ORDER BY o.id FOR UPDATE"
+        lock = " ORDER BY o.id FOR NO KEY UPDATE"
     else:
-        key, lock = shape.key_condition("o", 1), " FOR UPDATE"
+        key, lock = shape.key_condition("o", 1), " FOR NO KEY UPDATE"
+    # The lock the UPDATE takes anyway (no key column changes), taken first so that ``old`` is
+    # the version the UPDATE replaces; unlike FOR UPDATE it lets rows that reference this one
+    # be inserted meanwhile.
     old = f"SELECT {old_columns} FROM {shape.name} o WHERE {key}{condition}{lock}"
     join = (
         "t.organization_id = old.organization_id AND t.id = old.id"

@@ -46,6 +46,8 @@ def _same_json(audited: object, stored: object) -> bool:
             )
         except ValueError:
             return False
+    if isinstance(audited, bool) or isinstance(stored, bool):
+        return audited is stored
     if isinstance(audited, int | float | Decimal) and isinstance(stored, int | float | Decimal):
         return Decimal(str(audited)) == Decimal(str(stored))
     return audited == stored
@@ -189,3 +191,25 @@ async def _one_lead(db: LeadDB, org_id: uuid.UUID) -> None:
     async with db.tenant(org_id) as uow:
         await uow.leads.create(LeadCreate(email=f"{uuid.uuid4().hex}@example.com"))
         await uow.commit()
+
+
+async def test_create_one_audits_the_stored_row_without_its_secrets(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    user = await make_user(db, org.id, password="correct horse battery staple")
+    (payload,) = _varied(1, user.id)
+    async with db.tenant(org.id) as uow:
+        lead = await uow.leads.create(payload)
+        await uow.commit()
+    for table, entity_id in (("leads", lead.id), ("users", user.id)):
+        row = await pg.fetchrow(
+            f"SELECT a.changes, to_jsonb(t) - 'password_hash' AS row FROM activity_logs a "
+            f"JOIN {table} t ON t.organization_id = a.organization_id AND t.id = a.entity_id "
+            "WHERE a.entity_id = $1 AND a.action = 'created'",
+            entity_id,
+        )
+        assert row is not None
+        changes = orjson.loads(row["changes"])
+        assert "password_hash" not in changes["after"]
+        assert _same_json(changes["after"], orjson.loads(row["row"])), changes

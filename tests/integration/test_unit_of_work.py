@@ -16,7 +16,7 @@ from leaddb.errors import (
     TransactionFailedError,
     UnitOfWorkClosedError,
 )
-from leaddb.models import LeadCreate, LeadUpdate
+from leaddb.models import LeadCreate, LeadNoteCreate, LeadUpdate
 
 from .factories import (
     assert_leaddb_error,
@@ -242,3 +242,22 @@ async def test_each_repository_operation_is_one_statement(db: LeadDB) -> None:
         finally:
             connection.remove_query_logger(log)
         await uow.commit()
+
+
+async def test_an_update_in_flight_does_not_hold_up_rows_that_reference_the_lead(
+    db: LeadDB,
+) -> None:
+    """The update locks its row FOR NO KEY UPDATE (what an UPDATE of non-key columns takes), so
+    another transaction can still insert a note pointing at the lead (its foreign-key check
+    takes FOR KEY SHARE) instead of waiting for the update to commit."""
+    org = await make_org(db)
+    lead = await make_lead(db, org.id)
+    async with db.tenant(org.id) as updating:
+        await updating.leads.update(lead.id, LeadUpdate(score=10), expected_version=1)
+        async with db.tenant(org.id) as noting:
+            note = await asyncio.wait_for(
+                noting.notes.create(LeadNoteCreate(lead_id=lead.id, body="called back")), 5
+            )
+            await noting.commit()
+        await updating.commit()
+    assert note.lead_id == lead.id
