@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import shlex
@@ -119,16 +118,6 @@ def command_line(argv: list[str]) -> str:
     return f"python -m bench.run {joined}".rstrip()
 
 
-async def _checkpoint(pool: asyncpg.Pool) -> None:
-    """Every section starts with the write-ahead log checkpointed (as pgbench starts its runs),
-    so that a checkpoint due to the sections before, and the full-page images written after
-    it, do not land on whichever section happens to run then."""
-    # A role without pg_checkpoint cannot: the sections then run as they come.
-    async with pool.acquire() as connection:
-        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
-            await connection.execute("CHECKPOINT")
-
-
 def _progress(started: float, text: str) -> None:
     print(f"[{time.perf_counter() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
@@ -189,7 +178,6 @@ async def run(args: argparse.Namespace, argv: list[str]) -> int:
         section_seconds: dict[str, float] = {"seed (organizations, COPY, ANALYZE)": seeding}
         for name, section in chosen:
             _progress(started, f"{name} ...")
-            await _checkpoint(raw_pool)
             began = time.perf_counter()
             await section(bench)
             section_seconds[name] = time.perf_counter() - began
