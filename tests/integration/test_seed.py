@@ -88,6 +88,13 @@ async def test_every_seeded_lead_has_one_audit_row(db: LeadDB, pg: asyncpg.Conne
     assert audited == 400
 
 
+async def test_a_seed_leaves_fresh_planner_statistics(db: LeadDB, pg: asyncpg.Connection) -> None:
+    await seed(db, organizations=1, leads=300, batch_size=300)
+    # ANALYZE sets the catalog's row estimate at once (a never-analyzed table says -1).
+    estimated = await pg.fetchval("SELECT reltuples FROM pg_class WHERE relname = 'leads'")
+    assert estimated == await pg.fetchval("SELECT count(*) FROM leads")
+
+
 async def test_leads_are_realistic_and_owned_by_the_organizations_users(
     db: LeadDB, pg: asyncpg.Connection
 ) -> None:
