@@ -1,4 +1,4 @@
-"""Writes: create one lead, update one lead with its version check, create_many.
+"""Writes: create one lead, and update one lead with its version check (create_many: ops_bulk).
 
 Every contender's inputs (tuples, ORM instances, ``LeadCreate`` payloads) are built before the
 clock starts; each create or update is its own transaction, committed.
@@ -7,26 +7,22 @@ clock starts; each create or update is its own transaction, committed.
 from __future__ import annotations
 
 import enum
-import gc
 import random
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlmodel import col
 from uuid_utils.compat import uuid7
 
 from bench import peers
-from bench.context import RAW, Bench, OperationResult
+from bench.context import RAW, Bench
 from bench.ops_reads import COLUMNS, _live
 from bench.seed import create_organization, lead_values
-from bench.timing import Contender, Samples
+from bench.timing import Contender
 from leaddb.models import Lead, LeadCreate, LeadUpdate
-from leaddb.models.base import table_of
 
 CREATE_FIELDS = tuple(LeadCreate.model_fields)
 INSERT_COLUMNS = ("organization_id", "id", *CREATE_FIELDS)
@@ -39,7 +35,6 @@ UPDATE_SQL = (
     "WHERE organization_id = $1 AND id = $2 AND version = $3 AND deleted_at IS NULL "
     f"RETURNING {COLUMNS}"
 )
-COPY_NAME = "raw asyncpg COPY"
 
 
 class StaleVersion(Exception):
@@ -59,29 +54,10 @@ def raw_record(organization: uuid.UUID, values: dict[str, Any]) -> tuple[Any, ..
     return tuple(row)
 
 
-def _values(count: int, label: str) -> list[dict[str, Any]]:
+def payload_values(count: int, label: str) -> list[dict[str, Any]]:
     rng = random.Random(label)  # noqa: S311 (test data)
     domain = f"{label}-{uuid.uuid4().hex[:6]}"
     return [lead_values(rng, index, domain) for index in range(count)]
-
-
-_MERGE_GIN_PENDING = (
-    "SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i "
-    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
-    "WHERE i.indrelid = 'leads'::regclass AND a.amname = 'gin'"
-)
-
-
-async def _merge_gin_pending(bench: Bench) -> None:
-    """Merge the pending lists of the GIN indexes of leads into the indexes.
-
-    New GIN entries wait in a pending list, and the insert that takes the list past its limit
-    merges all of it: left alone, one contender pays at random for the entries of the runs
-    before it. Merged before each run (untimed) and again at its end (timed), every run pays
-    exactly for the index work of its own rows, as a steady stream of inserts does.
-    """
-    async with bench.raw_pool.acquire() as connection:
-        await connection.execute(_MERGE_GIN_PENDING)
 
 
 RAW_POOLED = "raw asyncpg via the pool"
@@ -97,8 +73,8 @@ async def create_one(bench: Bench) -> None:
     async with AsyncExitStack() as stack:
         connection = await stack.enter_async_context(bench.raw_pool.acquire())
         statement = await connection.prepare(INSERT_RETURNING_SQL)
-        raw_rows = [raw_record(org, values) for values in _values(total, "raw")]
-        pooled_rows = [raw_record(org, values) for values in _values(total, "pooled")]
+        raw_rows = [raw_record(org, values) for values in payload_values(total, "raw")]
+        pooled_rows = [raw_record(org, values) for values in payload_values(total, "pooled")]
 
         async def raw(i: int) -> object:
             async with connection.transaction():
@@ -108,7 +84,7 @@ async def create_one(bench: Bench) -> None:
             async with bench.raw_pool.acquire() as pooled, pooled.transaction():
                 return await pooled.fetchrow(INSERT_RETURNING_SQL, *pooled_rows[i])
 
-        orm_leads = [Lead(organization_id=org, **values) for values in _values(total, "orm")]
+        orm_leads = [Lead(organization_id=org, **values) for values in payload_values(total, "orm")]
 
         async def orm(i: int) -> object:
             async with peers.session(bench.engine) as session:
@@ -123,7 +99,9 @@ async def create_one(bench: Bench) -> None:
         ]
         aa = bench.peers[peers.ADVANCED_ALCHEMY]
         if aa.available:
-            aa_leads = [Lead(organization_id=org, **values) for values in _values(total, "aa")]
+            aa_leads = [
+                Lead(organization_id=org, **values) for values in payload_values(total, "aa")
+            ]
 
             async def advanced_alchemy(i: int) -> object:
                 async with peers.session(bench.engine) as session:
@@ -139,7 +117,8 @@ async def create_one(bench: Bench) -> None:
         if fc.available:
             crud = peers.fastcrud(fc)
             fc_leads = [
-                peers.LeadIn(organization_id=org, **values) for values in _values(total, "fc")
+                peers.LeadIn(organization_id=org, **values)
+                for values in payload_values(total, "fc")
             ]
 
             async def fastcrud(i: int) -> object:
@@ -149,7 +128,7 @@ async def create_one(bench: Bench) -> None:
             contenders.append(
                 Contender("fastcrud", fastcrud, "session per insert: create (commits, refreshes)")
             )
-        payloads = [LeadCreate(**values) for values in _values(total, "leaddb")]
+        payloads = [LeadCreate(**values) for values in payload_values(total, "leaddb")]
 
         async def leaddb(i: int) -> object:
             async with bench.db.tenant(org) as uow:
@@ -312,157 +291,3 @@ async def update_one(bench: Bench) -> None:
                 "fastcrud puts it in the WHERE clause",
             ],
         )
-
-
-async def create_many(bench: Bench) -> None:
-    """Insert ``bulk_rows`` validated leads at once, into a fresh organization each run."""
-    rows = bench.sizes.bulk_rows
-    table = table_of(Lead)
-    runs: dict[str, Callable[[uuid.UUID, list[dict[str, Any]]], Awaitable[Callable[[], Any]]]]
-    runs = {}
-
-    async def copy(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
-        records = [raw_record(org, item) for item in values]
-
-        async def go() -> object:
-            async with bench.raw_pool.acquire() as connection:
-                return await connection.copy_records_to_table(
-                    "leads", records=records, columns=INSERT_COLUMNS
-                )
-
-        return go
-
-    async def executemany(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
-        records = [raw_record(org, item) for item in values]
-
-        async def go() -> object:
-            async with bench.raw_pool.acquire() as connection, connection.transaction():
-                await connection.executemany(INSERT_SQL, records)
-            return records
-
-        return go
-
-    async def core(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
-        parameters = [{"organization_id": org, "id": uuid7(), **item} for item in values]
-
-        async def go() -> object:
-            async with bench.engine.begin() as connection:
-                result = await connection.execute(insert(table).returning(table.c.id), parameters)
-                return result.all()
-
-        return go
-
-    async def orm(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
-        leads = [Lead(organization_id=org, **item) for item in values]
-
-        async def go() -> object:
-            async with peers.session(bench.engine) as session:
-                session.add_all(leads)
-                await session.commit()
-            return leads
-
-        return go
-
-    runs[COPY_NAME] = copy
-    runs["raw asyncpg executemany"] = executemany
-    runs["SQLAlchemy Core insertmanyvalues"] = core
-    runs["SQLAlchemy ORM add_all"] = orm
-    aa = bench.peers[peers.ADVANCED_ALCHEMY]
-    if aa.available:
-
-        async def advanced_alchemy(
-            org: uuid.UUID, values: list[dict[str, Any]]
-        ) -> Callable[[], Any]:
-            leads = [Lead(organization_id=org, **item) for item in values]
-
-            async def go() -> object:
-                async with peers.session(bench.engine) as session:
-                    repository = peers.advanced_alchemy_repository(aa, session)
-                    return await repository.add_many(leads, auto_commit=True)
-
-            return go
-
-        runs["advanced-alchemy add_many"] = advanced_alchemy
-    fc = bench.peers[peers.FASTCRUD]
-    if fc.available:
-        crud = peers.fastcrud(fc)
-
-        async def fastcrud(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
-            leads = [peers.LeadIn(organization_id=org, **item) for item in values]
-
-            async def go() -> object:
-                async with peers.session(bench.engine) as session:
-                    return await crud.upsert_multi(session, leads, commit=True)
-
-            return go
-
-        runs["fastcrud upsert_multi"] = fastcrud
-
-    async def leaddb(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
-        payloads = [LeadCreate(**item) for item in values]
-
-        async def go() -> object:
-            async with bench.db.tenant(org) as uow:
-                created = await uow.leads.create_many(payloads)
-                await uow.commit()
-            return created
-
-        return go
-
-    runs["leaddb create_many"] = leaddb
-    kinds = {COPY_NAME: "floor", "leaddb create_many": "leaddb"}
-    references = {"raw asyncpg executemany", "SQLAlchemy Core insertmanyvalues"}
-    what = {
-        COPY_NAME: "copy_records_to_table into leads (autocommit)",
-        "raw asyncpg executemany": "INSERT executemany, one transaction",
-        "SQLAlchemy Core insertmanyvalues": "insert(leads).returning(id) with every row's params",
-        "SQLAlchemy ORM add_all": "session.add_all + commit",
-        "advanced-alchemy add_many": "add_many(auto_commit=True)",
-        "fastcrud upsert_multi": "upsert_multi(commit=True): INSERT ... ON CONFLICT",
-        "leaddb create_many": "unit of work: create_many + commit (audit rows included)",
-    }
-    samples = {
-        name: Samples(
-            name, kinds.get(name, "reference" if name in references else "peer"), what[name]
-        )
-        for name in runs
-    }
-    skipped: dict[str, str] = {}
-    began = time.perf_counter()
-    names = list(runs)
-    for repeat in range(bench.sizes.bulk_repeats):
-        order = names[repeat % len(names) :] + names[: repeat % len(names)]
-        for name in order:
-            if name in skipped:
-                continue
-            org = await create_organization(bench.db, f"bulk{repeat}")
-            bench.servers.tenants.add(org)
-            go = await runs[name](org, _values(rows, f"bulk-{repeat}"))
-            await _merge_gin_pending(bench)
-            gc.collect()
-            started = time.perf_counter_ns()
-            try:
-                await go()
-                await _merge_gin_pending(bench)
-            except Exception as error:
-                skipped[name] = f"{type(error).__name__}: {str(error)[:300]}"
-                continue
-            samples[name].values_us.append((time.perf_counter_ns() - started) / 1000.0)
-    bench.timings["create_many"] = time.perf_counter() - began
-    bench.results.append(
-        OperationResult(
-            "create_many",
-            f"create_many {rows:,} validated leads (one transaction, committed)",
-            [found for name, found in samples.items() if name not in skipped],
-            floor=COPY_NAME,
-            notes=[
-                f"{bench.sizes.bulk_repeats} run(s) each, a fresh organization per run; inputs "
-                "(tuples, ORM instances, LeadCreate) built before timing; the garbage collector "
-                "runs before each run, and each run ends by merging the GIN pending lists its "
-                "rows filled (timed; merged before it too, untimed), so no run pays for another's",
-                "leaddb writes one audit row per lead in the same statement",
-            ],
-            skipped=skipped,
-            rows=rows,
-        )
-    )

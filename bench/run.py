@@ -26,7 +26,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import later, ops_cache, ops_reads, ops_writes, peers, servers
+from bench import later, ops_bulk, ops_cache, ops_reads, ops_writes, peers, servers
 from bench.context import Bench, Sizes
 from bench.report import RunInfo, markdown, stdout_report
 from bench.seed import seed
@@ -43,7 +43,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("cache", ops_cache.cache),
     ("rls", ops_cache.row_level_security),
     # Last: it adds tens of thousands of rows, which the reads above should not see.
-    ("create_many", ops_writes.create_many),
+    ("create_many", ops_bulk.create_many),
 ]
 """The sections of issues 5, 6 and 11, in order; ``bench.later`` adds scoring and soak."""
 

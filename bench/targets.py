@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from bench.context import RAW, OperationResult
+from bench.ops_bulk import COPY_NAME
 from bench.ops_cache import (
     CACHED_GET,
     CACHED_MANY,
@@ -16,7 +17,6 @@ from bench.ops_cache import (
     UNCACHED_GET,
 )
 from bench.ops_reads import DEPTH_DEEP, DEPTH_FIRST, LEADDB_IN_UOW, LEADDB_WITHOUT_RLS
-from bench.ops_writes import COPY_NAME
 
 LEADDB = "leaddb"
 LEADDB_BULK = "leaddb create_many"

@@ -1,0 +1,198 @@
+"""create_many of 10,000 validated leads against asyncpg's COPY, executemany and the peers.
+
+Every contender's inputs are built before the clock starts; each run is one transaction (COPY:
+autocommit), committed, into a fresh organization.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import insert
+from uuid_utils.compat import uuid7
+
+from bench import peers
+from bench.context import Bench, OperationResult
+from bench.ops_writes import INSERT_COLUMNS, INSERT_SQL, payload_values, raw_record
+from bench.seed import create_organization
+from bench.timing import Samples
+from leaddb.models import Lead, LeadCreate
+from leaddb.models.base import table_of
+
+COPY_NAME = "raw asyncpg COPY"
+
+_MERGE_GIN_PENDING = (
+    "SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+    "WHERE i.indrelid = 'leads'::regclass AND a.amname = 'gin'"
+)
+
+
+async def _merge_gin_pending(bench: Bench) -> None:
+    """Merge the pending lists of the GIN indexes of leads into the indexes.
+
+    New GIN entries wait in a pending list, and the insert that takes the list past its limit
+    merges all of it: left alone, one contender pays at random for the entries of the runs
+    before it. Merged before each run (untimed) and again at its end (timed), every run pays
+    exactly for the index work of its own rows, as a steady stream of inserts does.
+    """
+    async with bench.raw_pool.acquire() as connection:
+        await connection.execute(_MERGE_GIN_PENDING)
+
+
+async def create_many(bench: Bench) -> None:
+    """Insert ``bulk_rows`` validated leads at once, into a fresh organization each run."""
+    rows = bench.sizes.bulk_rows
+    table = table_of(Lead)
+    runs: dict[str, Callable[[uuid.UUID, list[dict[str, Any]]], Awaitable[Callable[[], Any]]]]
+    runs = {}
+
+    async def copy(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
+        records = [raw_record(org, item) for item in values]
+
+        async def go() -> object:
+            async with bench.raw_pool.acquire() as connection:
+                return await connection.copy_records_to_table(
+                    "leads", records=records, columns=INSERT_COLUMNS
+                )
+
+        return go
+
+    async def executemany(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
+        records = [raw_record(org, item) for item in values]
+
+        async def go() -> object:
+            async with bench.raw_pool.acquire() as connection, connection.transaction():
+                await connection.executemany(INSERT_SQL, records)
+            return records
+
+        return go
+
+    async def core(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
+        parameters = [{"organization_id": org, "id": uuid7(), **item} for item in values]
+
+        async def go() -> object:
+            async with bench.engine.begin() as connection:
+                result = await connection.execute(insert(table).returning(table.c.id), parameters)
+                return result.all()
+
+        return go
+
+    async def orm(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
+        leads = [Lead(organization_id=org, **item) for item in values]
+
+        async def go() -> object:
+            async with peers.session(bench.engine) as session:
+                session.add_all(leads)
+                await session.commit()
+            return leads
+
+        return go
+
+    runs[COPY_NAME] = copy
+    runs["raw asyncpg executemany"] = executemany
+    runs["SQLAlchemy Core insertmanyvalues"] = core
+    runs["SQLAlchemy ORM add_all"] = orm
+    aa = bench.peers[peers.ADVANCED_ALCHEMY]
+    if aa.available:
+
+        async def advanced_alchemy(
+            org: uuid.UUID, values: list[dict[str, Any]]
+        ) -> Callable[[], Any]:
+            leads = [Lead(organization_id=org, **item) for item in values]
+
+            async def go() -> object:
+                async with peers.session(bench.engine) as session:
+                    repository = peers.advanced_alchemy_repository(aa, session)
+                    return await repository.add_many(leads, auto_commit=True)
+
+            return go
+
+        runs["advanced-alchemy add_many"] = advanced_alchemy
+    fc = bench.peers[peers.FASTCRUD]
+    if fc.available:
+        crud = peers.fastcrud(fc)
+
+        async def fastcrud(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
+            leads = [peers.LeadIn(organization_id=org, **item) for item in values]
+
+            async def go() -> object:
+                async with peers.session(bench.engine) as session:
+                    return await crud.upsert_multi(session, leads, commit=True)
+
+            return go
+
+        runs["fastcrud upsert_multi"] = fastcrud
+
+    async def leaddb(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
+        payloads = [LeadCreate(**item) for item in values]
+
+        async def go() -> object:
+            async with bench.db.tenant(org) as uow:
+                created = await uow.leads.create_many(payloads)
+                await uow.commit()
+            return created
+
+        return go
+
+    runs["leaddb create_many"] = leaddb
+    kinds = {COPY_NAME: "floor", "leaddb create_many": "leaddb"}
+    references = {"raw asyncpg executemany", "SQLAlchemy Core insertmanyvalues"}
+    what = {
+        COPY_NAME: "copy_records_to_table into leads (autocommit)",
+        "raw asyncpg executemany": "INSERT executemany, one transaction",
+        "SQLAlchemy Core insertmanyvalues": "insert(leads).returning(id) with every row's params",
+        "SQLAlchemy ORM add_all": "session.add_all + commit",
+        "advanced-alchemy add_many": "add_many(auto_commit=True)",
+        "fastcrud upsert_multi": "upsert_multi(commit=True): INSERT ... ON CONFLICT",
+        "leaddb create_many": "unit of work: create_many + commit (audit rows included)",
+    }
+    samples = {
+        name: Samples(
+            name, kinds.get(name, "reference" if name in references else "peer"), what[name]
+        )
+        for name in runs
+    }
+    skipped: dict[str, str] = {}
+    began = time.perf_counter()
+    names = list(runs)
+    for repeat in range(bench.sizes.bulk_repeats):
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
+        for name in order:
+            if name in skipped:
+                continue
+            org = await create_organization(bench.db, f"bulk{repeat}")
+            bench.servers.tenants.add(org)
+            go = await runs[name](org, payload_values(rows, f"bulk-{repeat}"))
+            await _merge_gin_pending(bench)
+            gc.collect()
+            started = time.perf_counter_ns()
+            try:
+                await go()
+                await _merge_gin_pending(bench)
+            except Exception as error:
+                skipped[name] = f"{type(error).__name__}: {str(error)[:300]}"
+                continue
+            samples[name].values_us.append((time.perf_counter_ns() - started) / 1000.0)
+    bench.timings["create_many"] = time.perf_counter() - began
+    bench.results.append(
+        OperationResult(
+            "create_many",
+            f"create_many {rows:,} validated leads (one transaction, committed)",
+            [found for name, found in samples.items() if name not in skipped],
+            floor=COPY_NAME,
+            notes=[
+                f"{bench.sizes.bulk_repeats} run(s) each, a fresh organization per run; inputs "
+                "(tuples, ORM instances, LeadCreate) built before timing; the garbage collector "
+                "runs before each run, and each run ends by merging the GIN pending lists its "
+                "rows filled (timed; merged before it too, untimed), so no run pays for another's",
+                "leaddb writes one audit row per lead in the same statement",
+            ],
+            skipped=skipped,
+            rows=rows,
+        )
+    )
