@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import uuid
 from collections.abc import Sequence
@@ -84,8 +83,9 @@ def bulk_defaults(table: Table, columns: Sequence[str]) -> dict[str, Any] | None
     return defaults
 
 
-def _audit_default(value: object) -> object:
-    """What orjson does not encode itself, written as ``to_jsonb`` writes it."""
+def json_default(value: object) -> object:
+    """What orjson does not encode itself, written as ``to_jsonb`` writes it (and as PostgreSQL's
+    input functions read it back, for rows sent as JSON)."""
     if isinstance(value, Decimal):
         # numeric is a JSON number in to_jsonb, and str() of a finite Decimal is JSON number
         # text; NaN and the infinities, which JSON has no number for, are strings there too.
@@ -94,8 +94,6 @@ def _audit_default(value: object) -> object:
         return str(value)
     if isinstance(value, bytes):
         return "\\x" + value.hex()
-    if isinstance(value, enum.Enum):
-        return value.value
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -107,13 +105,13 @@ def _visible(row: dict[str, Any]) -> dict[str, Any]:
 
 def audit_image(row: dict[str, Any]) -> bytes:
     """``row`` as JSON text the way ``to_jsonb`` writes it, secret columns left out."""
-    return orjson.dumps(_visible(row), default=_audit_default, option=orjson.OPT_NAIVE_UTC)
+    return orjson.dumps(_visible(row), default=json_default, option=orjson.OPT_NAIVE_UTC)
 
 
 def audit_after(row: dict[str, Any]) -> orjson.Fragment:
     """``{"after": row}`` as JSON text, secret columns left out (jsonb sorts the keys)."""
     return orjson.Fragment(
-        orjson.dumps({"after": _visible(row)}, default=_audit_default, option=orjson.OPT_NAIVE_UTC)
+        orjson.dumps({"after": _visible(row)}, default=json_default, option=orjson.OPT_NAIVE_UTC)
     )
 
 

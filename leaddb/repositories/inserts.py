@@ -11,7 +11,6 @@ import functools
 import typing
 import uuid
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import orjson
@@ -24,7 +23,7 @@ from leaddb.errors import (
     TenantViolationError,
 )
 from leaddb.repositories import statements
-from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults
+from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults, json_default
 from leaddb.repositories.guard import check_values
 from leaddb.repositories.reads import ModelT, ReadRepository, _run
 
@@ -35,15 +34,6 @@ CreateT = TypeVar("CreateT", bound=BaseModel)
 UpdateT = TypeVar("UpdateT", bound=BaseModel)
 
 COPY_THRESHOLD = 200
-
-
-def _json_value(value: object) -> object:
-    """What orjson cannot encode itself, as PostgreSQL's input functions read it."""
-    if isinstance(value, Decimal | uuid.UUID):  # asyncpg's UUID subclass among them
-        return str(value)
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _holds_model(annotation: object) -> bool:
@@ -191,7 +181,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             ),
         )
         try:
-            document = orjson.dumps(rows, default=_json_value, option=orjson.OPT_NAIVE_UTC)
+            document = orjson.dumps(rows, default=json_default, option=orjson.OPT_NAIVE_UTC)
         except TypeError as error:
             raise InvalidValueError(f"{self._shape.entity}: not storable: {error}") from None
         args: list[Any] = list(self._action_and_actor("created")) if self.audited else []

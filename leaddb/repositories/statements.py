@@ -156,24 +156,16 @@ def json_rows_source(shape: TableShape, param: int) -> str:
 
 
 def insert_from_scratch(
-    shape: TableShape,
-    columns: Sequence[str],
-    source: str,
-    *,
-    audit: bool,
-    changes_column: str | None = None,
+    shape: TableShape, columns: Sequence[str], source: str, *, audit: bool, changes_column: str
 ) -> str:
     """INSERT the rows of ``source`` (a temp table shaped like the table, defaults included)
     without sending them back; the audit rows are made from ``source`` in the same statement,
-    their ``changes`` read from ``changes_column`` of ``source`` when given. Parameters: ``$1``
-    action, ``$2`` actor."""
+    their ``changes`` read from its column ``changes_column`` (built by the caller). Parameters:
+    ``$1`` action, ``$2`` actor."""
     names = ", ".join(quote(name) for name in columns)
     parts = [f"w AS (INSERT INTO {shape.name} ({names}) SELECT {names} FROM {source})"]
     if audit:
-        if changes_column is None:
-            changes = f"jsonb_build_object('after', {shape.redacted_json('w')})"
-        else:
-            changes = f"w.{quote(changes_column)}"
+        changes = f"w.{quote(changes_column)}"
         parts.append(f"log AS ({_audit_insert(shape, f'{source} w', 1, 2, changes)})")
     return f"WITH {', '.join(parts)} SELECT 1"
 
