@@ -73,6 +73,11 @@ class LeadDBSettings(BaseSettings):
         description="Key that signs pagination cursors; unset: derived from database_url.",
     )
     echo_sql: bool = False
+    bulk_pauses_gc: bool = Field(
+        default=True,
+        description="create_many of 200 rows or more holds back Python's cyclic garbage "
+        "collector while it runs (leaddb.repositories.collector).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -74,14 +74,19 @@ class TableShape:
 
 
 def _audit_insert(
-    shape: TableShape, source: str, action_param: int, actor_param: int, changes_sql: str
+    shape: TableShape,
+    source: str,
+    action_param: int,
+    actor_param: int,
+    changes_sql: str,
+    id_sql: str = "leaddb_uuid7()",
 ) -> str:
     """INSERT one audit row per row of ``source`` (whose written row is aliased ``w``)."""
     organization = "w.organization_id" if shape.tenant_scoped else "w.id"
     return (
         f"INSERT INTO {quote(AUDIT_TABLE)} (organization_id, id, actor_user_id, entity_type, "
         f"entity_id, action, changes) "
-        f"SELECT {organization}, leaddb_uuid7(), ${actor_param}, '{shape.entity}', "
+        f"SELECT {organization}, {id_sql}, ${actor_param}, '{shape.entity}', "
         f"w.id, ${action_param}, {changes_sql} FROM {source}"
     )
 
@@ -156,17 +161,24 @@ def json_rows_source(shape: TableShape, param: int) -> str:
 
 
 def insert_from_scratch(
-    shape: TableShape, columns: Sequence[str], source: str, *, audit: bool, changes_column: str
+    shape: TableShape,
+    columns: Sequence[str],
+    source: str,
+    *,
+    audit: bool,
+    changes_column: str,
+    audit_id_column: str,
 ) -> str:
     """INSERT the rows of ``source`` (a temp table shaped like the table, defaults included)
     without sending them back; the audit rows are made from ``source`` in the same statement,
-    their ``changes`` read from its column ``changes_column`` (built by the caller). Parameters:
-    ``$1`` action, ``$2`` actor."""
+    their ``changes`` and ids read from its columns ``changes_column`` and ``audit_id_column``
+    (built by the caller). Parameters: ``$1`` action, ``$2`` actor."""
     names = ", ".join(quote(name) for name in columns)
     parts = [f"w AS (INSERT INTO {shape.name} ({names}) SELECT {names} FROM {source})"]
     if audit:
-        changes = f"w.{quote(changes_column)}"
-        parts.append(f"log AS ({_audit_insert(shape, f'{source} w', 1, 2, changes)})")
+        changes, audit_id = f"w.{quote(changes_column)}", f"w.{quote(audit_id_column)}"
+        log = _audit_insert(shape, f"{source} w", 1, 2, changes, id_sql=audit_id)
+        parts.append(f"log AS ({log})")
     return f"WITH {', '.join(parts)} SELECT 1"
 
 

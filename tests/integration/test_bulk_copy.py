@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -13,10 +14,11 @@ import asyncpg
 import orjson
 import pytest
 
-from leaddb import LeadDB
+from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import InvalidValueError, TenantViolationError
 from leaddb.models import LeadCreate, LeadSource, LeadStatus
 from leaddb.repositories.bulk import chunk_bounds
+from leaddb.repositories.collector import CollectorPause
 
 from .factories import lead_payloads, make_org, make_user
 
@@ -213,3 +215,65 @@ async def test_create_one_audits_the_stored_row_without_its_secrets(
         changes = orjson.loads(row["changes"])
         assert "password_hash" not in changes["after"]
         assert _same_json(changes["after"], orjson.loads(row["row"])), changes
+
+
+async def _collections_before_the_last_chunk(
+    db: LeadDB, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, int]:
+    """How many collections the collector started on its own while a create_many of ``rows``
+    leads built its chunks, and after (its first threshold set low enough to start one every
+    50 allocations)."""
+    org = await make_org(db)
+    payloads = lead_payloads(rows, prefix=f"gc-{org.id.hex[:6]}")
+    events: list[str] = []
+    enter, end = CollectorPause.__enter__, CollectorPause.end
+
+    def entering(pause: CollectorPause) -> CollectorPause:
+        events.append("building")
+        return enter(pause)
+
+    def ending(pause: CollectorPause) -> None:
+        events.append("built")
+        end(pause)
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            events.append("collection")
+
+    monkeypatch.setattr(CollectorPause, "__enter__", entering)
+    monkeypatch.setattr(CollectorPause, "end", ending)
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.callbacks.append(seen)
+    gc.set_threshold(50, thresholds[1], thresholds[2])
+    try:
+        async with db.tenant(org.id) as uow:
+            await uow.leads.create_many(payloads)
+            await uow.commit()
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(seen)
+    assert gc.isenabled()
+    building, built = events.index("building"), events.index("built")
+    return events[building:built].count("collection"), events[built:].count("collection")
+
+
+async def test_a_large_batch_holds_the_collector_back_until_its_last_chunk_is_built(
+    db: LeadDB, settings: LeadDBSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before, after = await _collections_before_the_last_chunk(db, BATCH, monkeypatch)
+    assert before == 0
+    assert after > 0  # the collector runs again once the rows are built
+    async with await LeadDB.connect(settings.model_copy(update={"bulk_pauses_gc": False})) as free:
+        before, _ = await _collections_before_the_last_chunk(free, BATCH, monkeypatch)
+    assert before > 100  # LEADDB_BULK_PAUSES_GC=false: collections all along
+
+
+async def test_a_batch_that_fails_switches_the_collector_back_on(db: LeadDB) -> None:
+    org = await make_org(db)
+    payloads = lead_payloads(BATCH, prefix="gc-fail")
+    payloads[-1] = payloads[-1].model_copy(update={"first_name": "nul\x00byte"})
+    async with db.tenant(org.id) as uow:
+        with pytest.raises(InvalidValueError):
+            await uow.leads.create_many(payloads)
+        assert gc.isenabled()
