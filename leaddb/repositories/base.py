@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, Generic
 
+from uuid_utils.compat import uuid7
+
 from leaddb.errors import StaleVersionError
 from leaddb.repositories import statements
 from leaddb.repositories.inserts import AppendOnlyRepository, CreateT, UpdateT
@@ -54,7 +56,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if check:
             args.append(expected_version)
         if self.audited:
-            args.extend(self._action_and_actor("updated"))
+            args.extend(self._audit_args("updated"))
         connection = await self._connection()
         row = await _run(connection.fetchrow, sql, *args)
         if row is None:
@@ -113,7 +115,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if check:
             args.append(expected_version)
         if audit:
-            args.extend(self._action_and_actor("deleted"))
+            args.extend(self._audit_args("deleted"))
         connection = await self._connection()
         row = await _run(connection.fetchrow, sql, *args)
         if row is None:
@@ -160,7 +162,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if check:
             args.append(expected_version)
         if self.audited:
-            args.extend(self._action_and_actor("deleted" if deleted else "restored"))
+            args.extend(self._audit_args("deleted" if deleted else "restored"))
         connection = await self._connection()
         row = await _run(connection.fetchrow, sql, *args)
         if row is None:
@@ -184,7 +186,8 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         )
         args = list(values.values())
         if self.audited:
-            args.append(self._uow.actor_id)
+            # The statement says 'created' or 'updated' itself: no action parameter.
+            args.extend((self._uow.actor_id, uuid7()))
         connection = await self._connection()
         row = await _run(connection.fetchrow, sql, *args)
         result: ModelT = self._hydrator.one(row)

@@ -120,6 +120,10 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
     def _action_and_actor(self, action: str) -> tuple[str, uuid.UUID | None]:
         return action, self._uow.actor_id
 
+    def _audit_args(self, action: str) -> tuple[str, uuid.UUID | None, uuid.UUID]:
+        """Action, actor and a new audit row id: the parameters of a one-row statement."""
+        return action, self._uow.actor_id, uuid7()
+
     def _written(self, *ids: uuid.UUID) -> None:
         self._uow.record_write(self._shape.entity, ids)
 
@@ -139,7 +143,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         sql, constants = _insert_plan(self._shape, columns, self.audited)
         args = list(values.values())
         if self.audited:
-            args.extend(self._action_and_actor("created"))
+            args.extend(self._audit_args("created"))
             if constants is not None:
                 args.append(audit_image({**constants, **values}).decode())
         connection = await self._connection()
