@@ -1,8 +1,9 @@
 """The generic repository's changes to existing rows: update, update many, delete, restore,
 upsert (inserts are leaddb.repositories.inserts).
 
-Each write is one statement that also writes the audit row (leaddb.repositories.statements),
-checks the version where one is expected, and stamps the tenant from the unit of work.
+Each write is one statement that also writes the audit row
+(leaddb.repositories.change_statements), checks the version where one is expected, and stamps
+the tenant from the unit of work.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Generic
 from uuid_utils.compat import uuid7
 
 from leaddb.errors import StaleVersionError
-from leaddb.repositories import statements
+from leaddb.repositories import change_statements, statements
 from leaddb.repositories.inserts import AppendOnlyRepository, CreateT, UpdateT
 from leaddb.repositories.reads import ENTITY_OF_TABLE, ModelT, _run, as_uuid
 
@@ -48,7 +49,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         fields = tuple(values)
         sql = self._statement(
             ("update", fields, check),
-            lambda: statements.update_one(
+            lambda: change_statements.update_one(
                 self._shape, fields, audit=self.audited, check_version=check
             ),
         )
@@ -85,7 +86,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         fields = tuple(values)
         sql = self._statement(
             ("update_many", fields),
-            lambda: statements.update_many(self._shape, fields, audit=self.audited),
+            lambda: change_statements.update_many(self._shape, fields, audit=self.audited),
         )
         tenant = [self._uow.require_tenant()] if self._shape.tenant_scoped else []
         args: list[Any] = [*tenant, keys, *values.values()]
@@ -109,7 +110,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         audit = self.audited and self.audit_deletes
         sql = self._statement(
             ("delete", check),
-            lambda: statements.delete_one(self._shape, audit=audit, check_version=check),
+            lambda: change_statements.delete_one(self._shape, audit=audit, check_version=check),
         )
         args: list[Any] = list(self._key(key))
         if check:
@@ -154,7 +155,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         check = expected_version is not None and self._shape.versioned
         sql = self._statement(
             ("soft", deleted, check),
-            lambda: statements.soft_delete(
+            lambda: change_statements.soft_delete(
                 self._shape, deleted=deleted, audit=self.audited, check_version=check
             ),
         )
@@ -176,13 +177,14 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         return result
 
     async def _upsert(self, data: CreateT, natural_key: Sequence[tuple[str, str]]) -> ModelT:
-        """INSERT, or UPDATE the row with the same natural key (see ``statements.upsert_one``)."""
+        """INSERT, or UPDATE the row with the same natural key (see
+        ``change_statements.upsert_one``)."""
         values = self._insert_values(data)
         columns = tuple(values)
         key = tuple(natural_key)
         sql = self._statement(
             ("upsert", columns, key),
-            lambda: statements.upsert_one(self._shape, columns, key, audit=self.audited),
+            lambda: change_statements.upsert_one(self._shape, columns, key, audit=self.audited),
         )
         args = list(values.values())
         if self.audited:
