@@ -56,7 +56,8 @@ TABLE_PURPOSES: Final[Mapping[str, str]] = {
     "integrations": "Connections to external systems; credentials are stored encrypted and "
     "never read back.",
     "activity_logs": "The append-only audit trail: who did what to which entity, with the "
-    "values before and after.",
+    "values before and after. No foreign key of its own to `organizations`; a trigger on "
+    "`organizations` deletes an organization's trail with it.",
 }
 """One hand-written line per table, in the order the documentation presents them."""
 
