@@ -35,6 +35,9 @@ class Sizes:
     bulk_rows: int
     bulk_repeats: int
     deep_depth: int = 50_000
+    write_rounds: int = 3
+    """Creates and updates run in this many rounds, each on new connections (see
+    ``Bench.new_connections``); their samples are pooled."""
 
     @property
     def warmup(self) -> int:
@@ -53,6 +56,11 @@ class Sizes:
     def write_iterations(self) -> int:
         """Creates and updates commit (and flush the WAL) each time: a quarter as many."""
         return max(20, self.iterations // 4)
+
+    @property
+    def write_round_iterations(self) -> int:
+        """The timed calls of one round of creates or updates."""
+        return max(10, self.write_iterations // self.write_rounds)
 
     @property
     def deep_iterations(self) -> int:
@@ -119,6 +127,19 @@ class Bench:
     def big(self) -> uuid.UUID:
         return self.seeded.big
 
+    async def new_connections(self) -> None:
+        """Every contender's next operation on a connection opened for it.
+
+        A backend's speed depends on where the OS happens to schedule it next to this process:
+        on this 2-core VM the same update ran 20% slower on one of four connections opened
+        alike, for a whole run. A contender kept on one connection for a whole section carries
+        that luck into its median; rounds on new connections spread it over all of them.
+        """
+        for db in (self.db, self.db_cached, self.db_without_rls):
+            await db.pool.expire_connections()
+        await self.raw_pool.expire_connections()
+        await self.engine.dispose()
+
     async def measure(
         self,
         key: str,
@@ -149,7 +170,18 @@ class Bench:
             warmup=min(self.sizes.warmup, max(5, count // 10)),
             block=block or min(self.sizes.block, max(2, count // 10)),
         )
-        self.timings[key] = time.perf_counter() - began
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - began
+        earlier = next((found for found in self.results if found.key == key), None)
+        if earlier is not None:
+            # Another round of the same operation: its samples join the earlier rounds'.
+            for round_samples in samples:
+                pooled = earlier.by_name(round_samples.name)
+                if pooled is None:
+                    earlier.samples.append(round_samples)
+                else:
+                    pooled.values_us.extend(round_samples.values_us)
+            earlier.skipped.update(skipped)
+            return earlier
         result = OperationResult(key, title, samples, floor, list(notes or []), skipped)
         self.results.append(result)
         return result

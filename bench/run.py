@@ -104,6 +104,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         iterations=args.iterations or (200 if quick else 2_000),
         bulk_rows=args.bulk_rows or (2_000 if quick else 10_000),
         bulk_repeats=args.bulk_repeats or (1 if quick else 5),
+        write_rounds=1 if quick else 3,
     )
 
 
@@ -200,7 +201,8 @@ async def run(args: argparse.Namespace, argv: list[str]) -> int:
             sizes=(
                 f"{sizes.leads:,} leads; {sizes.iterations:,} timed calls per contender "
                 f"(lists {sizes.list_iterations:,}, deep pages {sizes.deep_iterations:,}), "
-                f"warm-up {sizes.warmup}, blocks of <= {sizes.block}; create_many "
+                f"warm-up {sizes.warmup}, blocks of <= {sizes.block}; creates and updates in "
+                f"{sizes.write_rounds} rounds on new connections; create_many "
                 f"{sizes.bulk_rows:,} rows x {sizes.bulk_repeats}"
             ),
             facts=bench.facts,
