@@ -84,6 +84,22 @@ class OperationResult:
     skipped: dict[str, str] = field(default_factory=dict)
     rows: int = 0
     """Rows per call for bulk operations (then rows/s is reported as well)."""
+    round_medians: list[dict[str, float]] = field(default_factory=list)
+    """Each round's median per contender, when the operation ran in rounds."""
+
+    def rounds_note(self) -> str | None:
+        """The leaddb-to-floor ratio of each round, when there was more than one."""
+        if len(self.round_medians) < 2 or self.floor is None:
+            return None
+        ratios = []
+        for medians in self.round_medians:
+            floor = medians.get(self.floor)
+            mine = [value for name, value in medians.items() if name == "leaddb"]
+            if floor and mine:
+                ratios.append(f"{mine[0] / floor:.2f}x")
+        if not ratios:
+            return None
+        return f"leaddb / {self.floor}, round by round: {', '.join(ratios)}"
 
     def by_name(self, name: str) -> Samples | None:
         for samples in self.samples:
@@ -171,8 +187,10 @@ class Bench:
             block=block or min(self.sizes.block, max(2, count // 10)),
         )
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - began
+        medians = {found.name: found.median for found in samples}
         earlier = next((found for found in self.results if found.key == key), None)
         if earlier is not None:
+            earlier.round_medians.append(medians)
             # Another round of the same operation: its samples join the earlier rounds'.
             for round_samples in samples:
                 pooled = earlier.by_name(round_samples.name)
@@ -183,5 +201,6 @@ class Bench:
             earlier.skipped.update(skipped)
             return earlier
         result = OperationResult(key, title, samples, floor, list(notes or []), skipped)
+        result.round_medians.append(medians)
         self.results.append(result)
         return result

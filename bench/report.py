@@ -254,11 +254,15 @@ def markdown(results: list[OperationResult], found: list[Target], info: RunInfo)
         out += [f"### {result.title}", ""]
         if result.samples:
             out += [_md_table(headers(result), rows_of(result)), ""]
-        for note in result.notes:
+        notes = list(result.notes)
+        rounds = result.rounds_note()
+        if rounds is not None:
+            notes.append(rounds)
+        for note in notes:
             out.append(f"- {note}")
         for name, reason in result.skipped.items():
             out.append(f"- left out: {name}: {reason}")
-        if result.notes or result.skipped:
+        if notes or result.skipped:
             out.append("")
     out += ["## Checks", ""]
     out += [f"- {name}: {text}" for name, text in info.facts.items()]
