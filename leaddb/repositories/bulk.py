@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from leaddb.repositories.inserts import AppendOnlyRepository
     from leaddb.uow import Connection
 
-# The first chunks are small so that PostgreSQL starts early; later ones are large enough that
-# their three round trips (COPY, INSERT, TRUNCATE) are lost in the rows' cost.
-FIRST_CHUNKS = (500, 1_000)
+# The first chunks are small so that PostgreSQL starts early, each built by Python while the one
+# before is inserted; later ones are large enough that their round trips (COPY, INSERT,
+# TRUNCATE) are lost in the rows' cost.
+FIRST_CHUNKS = (250, 500, 1_000)
 CHUNK_ROWS = 2_000
 
 CHANGES_COLUMN = "_leaddb_changes"
@@ -56,12 +57,18 @@ _savepoint_names = itertools.count(1)
 
 
 def chunk_bounds(count: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each chunk of a batch of ``count`` rows."""
+    """``(start, stop)`` of each chunk of a batch of ``count`` rows. A rest smaller than half
+    the chunk that would follow joins the chunk before it, rather than paying a chunk's round
+    trips alone at the end, when nothing else overlaps them."""
     sizes = itertools.chain(FIRST_CHUNKS, itertools.repeat(CHUNK_ROWS))
+    size = next(sizes)
     bounds: list[tuple[int, int]] = []
     start = 0
     while start < count:
-        stop = min(count, start + next(sizes))
+        stop = min(count, start + size)
+        size = next(sizes)
+        if count - stop < size // 2:
+            stop = count
         bounds.append((start, stop))
         start = stop
     return bounds
@@ -183,35 +190,36 @@ class CopiedInsert:
 
     async def _run(self) -> list[Any]:
         bounds = chunk_bounds(len(self._items))
-        rows = self._values(*bounds[0])
+        rows = self._values(*bounds[0])  # a bad first item: nothing has been sent yet
         connection = self._connection
-        await _run(
-            connection.execute,
+        # The audit columns first: the audit rows' scan of the scratch table then reads four
+        # columns of each row, not all of them.
+        setup = (
             f"CREATE TEMP TABLE IF NOT EXISTS {statements.quote(self._scratch)} "
-            f"(LIKE {self._shape.name} INCLUDING DEFAULTS, {CHANGES_COLUMN} jsonb, "
-            f"{AUDIT_ID_COLUMN} uuid) "
-            "ON COMMIT DELETE ROWS",
+            f"({AUDIT_ID_COLUMN} uuid, {CHANGES_COLUMN} jsonb, "
+            f"LIKE {self._shape.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        defaults = bulk_defaults(self._shape.table, self._columns)
-        if defaults is not None:
-            now = None
-            if NOW in defaults.values():
-                now = await _run(connection.fetchval, "SELECT now()")
-            self._filled = {
-                name: now if value is NOW else value for name, value in defaults.items()
-            }
-        first = self._chunk(rows)
-        if len(bounds) == 1:
-            return await self._insert(first, bounds)
-        savepoint = f"leaddb_bulk_{next(_savepoint_names)}"
-        await _run(connection.execute, f"SAVEPOINT {savepoint}")
+        savepoint = None
+        if len(bounds) > 1:
+            savepoint = f"leaddb_bulk_{next(_savepoint_names)}"
+            setup += f"; SAVEPOINT {savepoint}"
+        await _run(connection.execute, setup)
         try:
-            created = await self._insert(first, bounds)
+            defaults = bulk_defaults(self._shape.table, self._columns)
+            if defaults is not None:
+                now = None
+                if NOW in defaults.values():
+                    now = await _run(connection.fetchval, "SELECT now()")
+                self._filled = {
+                    name: now if value is NOW else value for name, value in defaults.items()
+                }
+            created = await self._insert(self._chunk(rows), bounds)
         except Exception:
-            if self._bad_item:
+            if savepoint is not None and self._bad_item:
                 await _run(connection.execute, f"ROLLBACK TO SAVEPOINT {savepoint}")
             raise
-        await _run(connection.execute, f"RELEASE SAVEPOINT {savepoint}")
+        if savepoint is not None:
+            await _run(connection.execute, f"RELEASE SAVEPOINT {savepoint}")
         return created
 
     async def _insert(self, chunk: _Chunk, bounds: list[tuple[int, int]]) -> list[Any]:
