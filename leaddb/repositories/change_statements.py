@@ -30,8 +30,7 @@ def update_one(
 
     Parameters: the key (1 or 2), then each field, then the expected version (when checked),
     then action, actor and the audit row's id. The result has one row when the key exists and
-    is live: the new
-    row (all NULL when the version check failed) plus ``_current_version``.
+    is live: the new row (all NULL when the version check failed) plus ``_current_version``.
     """
     k = shape.key_params
     assignments = [f"{quote(name)} = ${k + index}" for index, name in enumerate(fields, 1)]
