@@ -93,10 +93,9 @@ class OperationResult:
             return None
         ratios = []
         for medians in self.round_medians:
-            floor = medians.get(self.floor)
-            mine = [value for name, value in medians.items() if name == "leaddb"]
+            floor, mine = medians.get(self.floor), medians.get("leaddb")
             if floor and mine:
-                ratios.append(f"{mine[0] / floor:.2f}x")
+                ratios.append(f"{mine / floor:.2f}x")
         if not ratios:
             return None
         return f"leaddb / {self.floor}, round by round: {', '.join(ratios)}"

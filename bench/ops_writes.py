@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -66,18 +67,19 @@ POOLED_NOTE = "acquire, BEGIN, statement, COMMIT, release (+ asyncpg's reset que
 
 async def create_one(bench: Bench) -> None:
     """Create one lead, each in its own committed transaction; rounds on new connections."""
-    for round_number in range(bench.sizes.write_rounds):
-        if round_number:
-            await bench.new_connections()
-        await _create_one_round(bench)
+    await _in_rounds(bench, _create_one_round)
 
 
 async def update_one(bench: Bench) -> None:
     """Update one lead's score, checking its version; rounds on new connections."""
+    await _in_rounds(bench, _update_one_round)
+
+
+async def _in_rounds(bench: Bench, one_round: Callable[[Bench], Awaitable[None]]) -> None:
     for round_number in range(bench.sizes.write_rounds):
         if round_number:
             await bench.new_connections()
-        await _update_one_round(bench)
+        await one_round(bench)
 
 
 def _rounds_note(bench: Bench) -> str:
