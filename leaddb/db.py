@@ -30,6 +30,7 @@ from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, sta
 from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
 from leaddb.pool import ConnectionPool
 from leaddb.repositories.pagination import CursorCodec
+from leaddb.session_role import APP_ROLE, SessionRoles
 from leaddb.sessions import SessionStore
 from leaddb.settings import LeadDBSettings, masked_url
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
@@ -72,6 +73,7 @@ class LeadDB:
         redis: aioredis.Redis,
         info: ServerInfo,
         *,
+        roles: SessionRoles | None = None,
         embedded: tuple[EmbeddedPostgres | None, EmbeddedRedis | None] = (None, None),
     ) -> None:
         self.settings = settings
@@ -88,6 +90,7 @@ class LeadDB:
         self._flights = SingleFlight()
         self.sessions = SessionStore(redis, settings)
         self.assumes_app_role = False
+        self.session_roles = roles or SessionRoles()
         self._embedded = embedded
         self._closed = False
 
@@ -161,8 +164,9 @@ class LeadDB:
         except BaseException:
             await engine.dispose()
             raise
+        roles = SessionRoles()
         try:
-            pool = await create_pool(settings)
+            pool = await create_pool(settings, roles)
         except BaseException:
             await engine.dispose()
             raise
@@ -175,7 +179,9 @@ class LeadDB:
             redis_version=redis_version,
             embedded=embedded_pg is not None or embedded_redis is not None,
         )
-        db = cls(settings, engine, pool, redis, info, embedded=(embedded_pg, embedded_redis))
+        db = cls(
+            settings, engine, pool, redis, info, roles=roles, embedded=(embedded_pg, embedded_redis)
+        )
         await db._check_app_role()
         return db
 
@@ -186,7 +192,7 @@ class LeadDB:
             return
         async with self.pool.acquire() as connection:
             exists = await connection.fetchval(
-                "SELECT 1 FROM pg_roles WHERE rolname = 'leaddb_app'"
+                "SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE
             )
         self.assumes_app_role = exists is not None
 
@@ -252,14 +258,6 @@ def _jsonb_decode(data: bytes) -> Any:
     return orjson.loads(data[1:])
 
 
-# Assume the application role when the migrations have created it (before the first migration
-# there are no policies to honour either). The pool resets nothing of a connection's session but
-# an open transaction, so the role stays for the connection's life.
-_ASSUME_ROLE = (
-    "SELECT set_config('role', rolname, false) FROM pg_roles WHERE rolname = 'leaddb_app'"
-)
-
-
 async def _init_connection(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
         "jsonb", schema="pg_catalog", encoder=_jsonb_encode, decoder=_jsonb_decode, format="binary"
@@ -269,7 +267,7 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(settings: LeadDBSettings) -> ConnectionPool:
+async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> ConnectionPool:
     """The pool of asyncpg connections the units of work draw from (leaddb.pool).
 
     SQLAlchemy's engine serves migrations and introspection; the data path runs on asyncpg
@@ -288,7 +286,7 @@ async def create_pool(settings: LeadDBSettings) -> ConnectionPool:
         try:
             await _init_connection(connection)
             if settings.row_level_security:
-                await connection.execute(_ASSUME_ROLE)
+                await roles.assume(connection)
         except BaseException:
             connection.terminate()
             raise

@@ -29,6 +29,7 @@ from leaddb.errors import (
     UnitOfWorkClosedError,
 )
 from leaddb.repositories.dberrors import translate
+from leaddb.session_role import APP_ROLE
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -57,6 +58,7 @@ class UnitOfWork:
         self.actor_id = actor_id
         self._connection: Connection | None = None
         self._begun = False  # whether the BEGIN on self._connection has been answered
+        self._raw = False  # whether the connection was handed out for raw SQL
         self._closed = False
         self._written: dict[str, set[uuid.UUID]] = {}
         self._created: dict[str, set[uuid.UUID]] = {}
@@ -106,7 +108,20 @@ class UnitOfWork:
             raise UnitOfWorkClosedError("this unit of work has been committed or rolled back")
 
     async def connection(self) -> Connection:
-        """The transaction's connection, acquired and begun on first use."""
+        """The transaction's connection, for raw SQL; acquired and begun on first use.
+
+        What that SQL does to the session (``SET``, ``RESET ROLE``) is undone when the unit of
+        work gives the connection back, so the next unit of work on it starts clean.
+        """
+        connection = await self.statement_connection()
+        if not self._raw:
+            self._raw = True
+            self._db.session_roles.forget(connection)
+        return connection
+
+    async def statement_connection(self) -> Connection:
+        """The transaction's connection for leaddb's own statements, which leave the session as
+        they found it (``connection()`` is the one for raw SQL)."""
         if self._connection is not None:
             return self._connection
         self.check_open()
@@ -117,7 +132,7 @@ class UnitOfWork:
             # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
             self._connection = connection
             try:
-                await connection.execute(self._begin_sql())
+                await connection.execute(self._begin_sql(connection))
                 self._begun = True
             except Exception as error:
                 mapped = _mapped(error)
@@ -167,12 +182,15 @@ class UnitOfWork:
         except Exception as error:
             raise _mapped(error) from error
 
-    def _begin_sql(self) -> str:
+    def _begin_sql(self, connection: Connection) -> str:
         """What starts the transaction: BEGIN and the row-level-security context, sent as one
         simple-protocol message, so setting the tenant costs no round trip of its own."""
-        # SET LOCAL ROLE again in every transaction: whatever raw SQL did to the role in an
-        # earlier transaction on this connection (RESET ROLE) does not carry over.
-        role = "SET LOCAL ROLE leaddb_app; " if self._db.assumes_app_role else ""
+        # The role is named only where the session may not hold it (leaddb.session_role).
+        role = (
+            f"SET LOCAL ROLE {APP_ROLE}; "
+            if self._db.assumes_app_role and not self._db.session_roles.holds(connection)
+            else ""
+        )
         if self.tenant_id is not None:
             # str() of a uuid.UUID is 36 hex digits and dashes: nothing to escape.
             # SET LOCAL rather than SELECT set_config(): a utility command, no plan and no row.
@@ -256,8 +274,8 @@ class UnitOfWork:
             with contextlib.suppress(Exception):
                 await self._db.pool.release(connection)
             return
-        if not connection.is_closed() and not connection.is_in_transaction():
-            # Nothing to roll back: the pool takes a clean connection back without awaiting
+        if not self._raw and not connection.is_closed() and not connection.is_in_transaction():
+            # Nothing to roll back or reset: the pool takes a clean connection back without awaiting
             # (and shields the rollback of one whose last statement was cancelled in flight).
             with contextlib.suppress(Exception):  # see the end of _return_to_pool
                 await self._db.pool.release(connection)
@@ -267,13 +285,16 @@ class UnitOfWork:
         await asyncio.shield(self._return_to_pool(connection))
 
     async def _return_to_pool(self, connection: Connection) -> None:
-        # A connection goes back to the pool only outside a transaction. When the rollback
-        # cannot finish (connection broken, another operation in progress after a cancelled
-        # statement), it is closed instead, so no one ever gets one with a transaction open;
+        # A connection goes back to the pool only outside a transaction, and with its session
+        # as it started if raw SQL had it. When the rollback or the reset cannot finish
+        # (connection broken, another operation in progress after a cancelled statement), it
+        # is closed instead, so no one ever gets one with a transaction open or a role shed;
         # the pool then frees its slot.
         try:
             if not connection.is_closed() and connection.is_in_transaction():
                 await connection.execute("ROLLBACK")
+            if self._raw and not connection.is_closed():
+                await self._db.session_roles.reset(connection, assume=self._db.assumes_app_role)
         except Exception:
             with contextlib.suppress(Exception):
                 connection.terminate()
@@ -286,7 +307,7 @@ class UnitOfWork:
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back to here and propagates."""
-        connection = await self.connection()
+        connection = await self.statement_connection()
         name = f"leaddb_sp_{next(_savepoint_names)}"
         try:
             await connection.execute(f"SAVEPOINT {name}")

@@ -135,7 +135,7 @@ async def test_superuser_login_still_cannot_read_across_tenants(
         assert await connection.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
 
 
-async def test_a_role_reset_by_raw_sql_lasts_one_transaction_only(
+async def test_what_raw_sql_does_to_a_session_ends_with_its_unit_of_work(
     settings: LeadDBSettings, two_tenants: tuple[Organization, Organization]
 ) -> None:
     acme, _ = two_tenants
@@ -145,14 +145,61 @@ async def test_a_role_reset_by_raw_sql_lasts_one_transaction_only(
             connection = await uow.connection()
             backend = await connection.fetchval("SELECT pg_backend_pid()")
             # A superuser login can shed the role on purpose (operations.md: log in as a
-            # member of leaddb_app instead, and this is impossible).
+            # member of leaddb_app instead, and this is impossible). Committed, a plain SET
+            # outlives its transaction.
             await connection.execute("RESET ROLE")
+            await connection.execute("SET leaddb.platform = 'on'")
+            await connection.execute("SET statement_timeout = '1234ms'")
             assert await connection.fetchval("SELECT current_user") != "leaddb_app"
+            await uow.commit()
         async with db.tenant(acme.id) as uow:
             again = await uow.connection()
             assert await again.fetchval("SELECT pg_backend_pid()") == backend
             assert await again.fetchval("SELECT current_user") == "leaddb_app"
+            assert await again.fetchval("SELECT current_setting('leaddb.platform', true)") in (
+                None,
+                "",
+            )
+            assert await again.fetchval("SHOW statement_timeout") != "1234ms"
             assert await again.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
+
+
+async def _begin_sent(pg: asyncpg.Connection, backend: int) -> str:
+    """What the backend last ran: a unit of work's BEGIN message, right after it is answered."""
+    query = await pg.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", backend)
+    assert isinstance(query, str)
+    assert query.startswith("BEGIN"), query
+    return query
+
+
+async def test_the_role_is_named_at_begin_only_where_the_session_may_not_hold_it(
+    settings: LeadDBSettings, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
+) -> None:
+    acme, _ = two_tenants
+    one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
+    async with await LeadDB.connect(one_connection) as db:
+        async with db.tenant(acme.id) as uow:
+            trusted = await uow.statement_connection()
+            backend = trusted.get_server_pid()
+            assert "ROLE" not in await _begin_sent(pg, backend)
+            assert (await uow.leads.list()).items
+        async with db.tenant(acme.id) as uow:
+            raw = await uow.connection()
+            await raw.execute("RESET ROLE")
+            await uow.commit()
+        # Given back, its session was reset and the role assumed again: still no switch needed.
+        async with db.tenant(acme.id) as uow:
+            connection = await uow.statement_connection()
+            assert connection.get_server_pid() == backend
+            assert "ROLE" not in await _begin_sent(pg, backend)
+            assert await uow.fetchval("SELECT current_user") == "leaddb_app"
+        # A session leaddb cannot vouch for gets the role in its BEGIN.
+        db.session_roles.forget(connection)
+        async with db.tenant(acme.id) as uow:
+            connection = await uow.statement_connection()
+            assert connection.get_server_pid() == backend
+            assert "SET LOCAL ROLE leaddb_app" in await _begin_sent(pg, backend)
+            assert await uow.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
 
 
 async def test_views_honour_the_policies(
@@ -201,13 +248,18 @@ async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
     acme, _ = two_tenants
     rng = random.Random(11)
 
-    async def open_and_read() -> None:
+    async def open_and_read(raw: bool) -> None:
         async with db.tenant(acme.id) as uow:
-            await uow.connection()
+            if raw:  # raw SQL that sheds the role: a reset is due when the connection goes back
+                await uow.execute("RESET ROLE")
+            else:
+                await uow.statement_connection()
             await uow.leads.list()
+            if raw:  # committed, the role it shed stays shed until that reset
+                await uow.commit()
 
     for _ in range(150):
-        task = asyncio.create_task(open_and_read())
+        task = asyncio.create_task(open_and_read(raw=rng.random() < 0.5))
         for _ in range(rng.randrange(0, 6)):
             await asyncio.sleep(0)
         task.cancel()
@@ -223,3 +275,19 @@ async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
     async with db.tenant(acme.id) as uow:
         page = await asyncio.wait_for(uow.leads.list(), timeout=5)
     assert [lead.organization_id for lead in page.items] == [acme.id]
+
+    # Every pooled connection runs as the role: none came back with the role its raw SQL shed.
+    async def role_of_one(ready: asyncio.Event, held: list[int]) -> str:
+        async with db.tenant(acme.id) as uow:
+            role = await uow.fetchval("SELECT current_user")
+            held.append(1)
+            if len(held) == db.pool.get_size():
+                ready.set()
+            await ready.wait()  # keep this connection, so the others take the rest
+            return str(role)
+
+    ready, held = asyncio.Event(), list[int]()
+    roles = await asyncio.wait_for(
+        asyncio.gather(*(role_of_one(ready, held) for _ in range(db.pool.get_size()))), 10
+    )
+    assert set(roles) == {"leaddb_app"}

@@ -1,0 +1,68 @@
+"""Which pooled connections run as the role ``leaddb_app`` for their whole session.
+
+Row-level security binds only a role that is neither a superuser nor the tables' owner, so units
+of work run as ``leaddb_app``. A connection assumes it for its whole session when it is opened.
+A unit of work's BEGIN names the role again (``SET LOCAL ROLE``) only on a connection not known
+to hold it: on a connection that already does, the switch costs the server 40-60 µs per
+transaction (a membership check) and changes nothing.
+
+Raw SQL can change a session (``RESET ROLE``, ``SET leaddb.platform = on``), and a committed
+``SET`` outlives its transaction. So a connection handed out for raw SQL (``uow.connection()``,
+``uow.fetch`` and the like) loses its standing at once, and gets it back only when it is given
+back to the pool: ``RESET ALL`` returns every setting to the session's start, and the role is
+assumed again.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg import Record
+
+    Connection = asyncpg.Connection[Record]
+
+APP_ROLE = "leaddb_app"
+
+# Assume the role only where the migrations have created it: before the first migration there
+# are no policies to honour either.
+_ASSUME = "SELECT set_config('role', rolname, false) FROM pg_roles WHERE rolname = 'leaddb_app'"
+
+# Bounds the reset, so a server that stopped answering cannot hold the release for ever.
+_RESET_TIMEOUT = 10.0
+
+
+class SessionRoles:
+    """The connections whose session holds the application role, as far as leaddb knows."""
+
+    def __init__(self) -> None:
+        self._holding: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+    def holds(self, connection: Connection) -> bool:
+        return connection in self._holding
+
+    def forget(self, connection: Connection) -> None:
+        """Raw SQL may change this session: its BEGINs name the role until it is reset."""
+        self._holding.discard(connection)
+
+    async def assume(self, connection: Connection) -> bool:
+        """Make the role the session's own (where it exists); whether it now holds."""
+        if await connection.fetchval(_ASSUME) is None:
+            return False
+        self._holding.add(connection)
+        return True
+
+    async def reset(self, connection: Connection, *, assume: bool) -> None:
+        """Return a session that raw SQL used to its start, outside any transaction.
+
+        ``RESET ALL`` also resets the role, so the application's is assumed again in the same
+        message. Raises the driver's error if either fails; the caller then closes the
+        connection, as it does when a rollback fails.
+        """
+        self._holding.discard(connection)
+        sql = "RESET ALL; SET ROLE leaddb_app" if assume else "RESET ALL"
+        await connection.execute(sql, timeout=_RESET_TIMEOUT)
+        if assume:
+            self._holding.add(connection)
