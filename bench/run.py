@@ -104,7 +104,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         iterations=args.iterations or (200 if quick else 2_000),
         bulk_rows=args.bulk_rows or (2_000 if quick else 10_000),
         bulk_repeats=args.bulk_repeats or (1 if quick else 5),
-        write_rounds=1 if quick else 3,
+        write_rounds=1 if quick else 8,
     )
 
 
