@@ -113,15 +113,16 @@ class UnitOfWork:
         What that SQL does to the session (``SET``, ``RESET ROLE``) is undone when the unit of
         work gives the connection back, so the next unit of work on it starts clean.
         """
-        connection = await self.statement_connection()
+        connection = await self._statement_connection()
         if not self._raw:
             self._raw = True
             self._db.session_roles.forget(connection)
         return connection
 
-    async def statement_connection(self) -> Connection:
+    async def _statement_connection(self) -> Connection:
         """The transaction's connection for leaddb's own statements, which leave the session as
-        they found it (``connection()`` is the one for raw SQL)."""
+        they found it. Private on purpose: the pool trusts a session this handed out to still
+        hold the application role, so raw SQL goes through ``connection()``."""
         if self._connection is not None:
             return self._connection
         self.check_open()
@@ -307,7 +308,7 @@ class UnitOfWork:
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back to here and propagates."""
-        connection = await self.statement_connection()
+        connection = await self._statement_connection()
         name = f"leaddb_sp_{next(_savepoint_names)}"
         try:
             await connection.execute(f"SAVEPOINT {name}")

@@ -176,7 +176,7 @@ class ReadRepository(Generic[ModelT]):
         return NotFoundError(self._shape.entity, str(id))
 
     async def _connection(self) -> Connection:
-        return await self._uow.statement_connection()
+        return await self._uow._statement_connection()
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -80,7 +80,7 @@ class PlatformUserRepository:
 
     async def _rows(self, statement: Select[Any]) -> list[User]:
         compiled = compile_sql(statement)
-        connection = await self._uow.statement_connection()
+        connection = await self._uow._statement_connection()
         rows = await _run(connection.fetch, compiled.text, *compiled.args({}))
         return self._hydrator.many(rows)
 

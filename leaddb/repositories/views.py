@@ -30,7 +30,7 @@ class ViewRepository:
 
     async def pipeline(self) -> list[LeadPipeline]:
         """Live leads by status: count, average score, total value, won and lost."""
-        connection = await self._uow.statement_connection()
+        connection = await self._uow._statement_connection()
         rows = await _run(connection.fetch, _PIPELINE_SQL, self._uow.require_tenant())
         return [LeadPipeline.model_validate(dict(row)) for row in rows]
 
@@ -41,6 +41,6 @@ class ViewRepository:
         sql, args = _CAMPAIGNS_SQL, [self._uow.require_tenant()]
         if campaign_id is not None:
             sql, args = sql + " AND campaign_id = $2", [*args, campaign_id]
-        connection = await self._uow.statement_connection()
+        connection = await self._uow._statement_connection()
         rows = await _run(connection.fetch, sql + " ORDER BY name, campaign_id", *args)
         return [CampaignPerformance.model_validate(dict(row)) for row in rows]

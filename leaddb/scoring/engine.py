@@ -69,7 +69,7 @@ class ScoringEngine:
     async def thresholds(self) -> TemperatureThresholds:
         """The organization's temperature bands (defaults: cold < 30 <= warm < 70 <= hot)."""
         uow = self._uow
-        connection = await uow.statement_connection()
+        connection = await uow._statement_connection()
         row = await _run(connection.fetchrow, _SELECT_ORGANIZATION, uow.require_tenant())
         if row is None:
             raise NotFoundError(Organization.__entity_name__, str(uow.tenant_id))
@@ -126,7 +126,7 @@ class ScoringEngine:
     ) -> LeadRescore:
         uow = self._uow
         tenant = uow.require_tenant()
-        connection = await uow.statement_connection()
+        connection = await uow._statement_connection()
         row = await _run(connection.fetchrow, _SELECT_LEAD, tenant, key)
         if row is None:
             raise NotFoundError(LEAD_ENTITY, str(key))
@@ -188,7 +188,7 @@ class ScoringEngine:
             thresholds=rules.thresholds,
             reason=RESCORE_ORGANIZATION_REASON,
         )
-        connection = await uow.statement_connection()
+        connection = await uow._statement_connection()
         row = await _run(connection.fetchrow, statement.text, *statement.args)
         # Which leads changed is not listed (that would cost a row per lead): the cache drops
         # this tenant's cached leads wholesale at commit, and history rows are read from the
