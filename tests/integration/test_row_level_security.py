@@ -202,6 +202,28 @@ async def test_the_role_is_named_at_begin_only_where_the_session_may_not_hold_it
             assert await uow.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
 
 
+async def test_a_connection_whose_reset_fails_is_closed_not_pooled(
+    settings: LeadDBSettings, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
+) -> None:
+    acme, _ = two_tenants
+    one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
+    async with await LeadDB.connect(one_connection) as db:
+        async with db.tenant(acme.id) as uow:
+            raw = await uow.connection()
+            backend = raw.get_server_pid()
+            await raw.execute("RESET ROLE")
+            # The COMMIT goes through; the reset after it cannot assume a role by that name.
+            await pg.execute("ALTER ROLE leaddb_app RENAME TO leaddb_app_away")
+            try:
+                await uow.commit()
+            finally:
+                await pg.execute("ALTER ROLE leaddb_app_away RENAME TO leaddb_app")
+        assert raw.is_closed()
+        async with db.tenant(acme.id) as uow:
+            assert await uow.fetchval("SELECT pg_backend_pid()") != backend
+            assert await uow.fetchval("SELECT current_user") == "leaddb_app"
+
+
 async def test_views_honour_the_policies(
     db: LeadDB, two_tenants: tuple[Organization, Organization]
 ) -> None:
