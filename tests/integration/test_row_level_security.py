@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import random
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -50,6 +51,14 @@ async def _organization(db: LeadDB, slug: str) -> Organization:
         await uow.campaigns.create(CampaignCreate(name=f"{slug} launch"))
         await uow.commit()
     return organization
+
+
+@pytest.fixture
+async def single(settings: LeadDBSettings) -> AsyncIterator[LeadDB]:
+    """A LeadDB whose pool holds one connection: each unit of work gets the same backend."""
+    one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
+    async with await LeadDB.connect(one_connection) as db:
+        yield db
 
 
 @pytest.fixture
@@ -136,32 +145,31 @@ async def test_superuser_login_still_cannot_read_across_tenants(
 
 
 async def test_what_raw_sql_does_to_a_session_ends_with_its_unit_of_work(
-    settings: LeadDBSettings, two_tenants: tuple[Organization, Organization]
+    single: LeadDB, two_tenants: tuple[Organization, Organization]
 ) -> None:
     acme, _ = two_tenants
-    one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
-    async with await LeadDB.connect(one_connection) as db:
-        async with db.tenant(acme.id) as uow:
-            connection = await uow.connection()
-            backend = await connection.fetchval("SELECT pg_backend_pid()")
-            # A superuser login can shed the role on purpose (operations.md: log in as a
-            # member of leaddb_app instead, and this is impossible). Committed, a plain SET
-            # outlives its transaction.
-            await connection.execute("RESET ROLE")
-            await connection.execute("SET leaddb.platform = 'on'")
-            await connection.execute("SET statement_timeout = '1234ms'")
-            assert await connection.fetchval("SELECT current_user") != "leaddb_app"
-            await uow.commit()
-        async with db.tenant(acme.id) as uow:
-            again = await uow.connection()
-            assert await again.fetchval("SELECT pg_backend_pid()") == backend
-            assert await again.fetchval("SELECT current_user") == "leaddb_app"
-            assert await again.fetchval("SELECT current_setting('leaddb.platform', true)") in (
-                None,
-                "",
-            )
-            assert await again.fetchval("SHOW statement_timeout") != "1234ms"
-            assert await again.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
+    db = single
+    async with db.tenant(acme.id) as uow:
+        connection = await uow.connection()
+        backend = await connection.fetchval("SELECT pg_backend_pid()")
+        # A superuser login can shed the role on purpose (operations.md: log in as a
+        # member of leaddb_app instead, and this is impossible). Committed, a plain SET
+        # outlives its transaction.
+        await connection.execute("RESET ROLE")
+        await connection.execute("SET leaddb.platform = 'on'")
+        await connection.execute("SET statement_timeout = '1234ms'")
+        assert await connection.fetchval("SELECT current_user") != "leaddb_app"
+        await uow.commit()
+    async with db.tenant(acme.id) as uow:
+        again = await uow.connection()
+        assert await again.fetchval("SELECT pg_backend_pid()") == backend
+        assert await again.fetchval("SELECT current_user") == "leaddb_app"
+        assert await again.fetchval("SELECT current_setting('leaddb.platform', true)") in (
+            None,
+            "",
+        )
+        assert await again.fetchval("SHOW statement_timeout") != "1234ms"
+        assert await again.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
 
 
 async def _begin_sent(pg: asyncpg.Connection, backend: int) -> str:
@@ -173,55 +181,53 @@ async def _begin_sent(pg: asyncpg.Connection, backend: int) -> str:
 
 
 async def test_the_role_is_named_at_begin_only_where_the_session_may_not_hold_it(
-    settings: LeadDBSettings, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
+    single: LeadDB, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
 ) -> None:
     acme, _ = two_tenants
-    one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
-    async with await LeadDB.connect(one_connection) as db:
-        async with db.tenant(acme.id) as uow:
-            trusted = await uow._statement_connection()
-            backend = trusted.get_server_pid()
-            assert "ROLE" not in await _begin_sent(pg, backend)
-            assert (await uow.leads.list()).items
-        async with db.tenant(acme.id) as uow:
-            raw = await uow.connection()
-            await raw.execute("RESET ROLE")
-            await uow.commit()
-        # Given back, its session was reset and the role assumed again: still no switch needed.
-        async with db.tenant(acme.id) as uow:
-            connection = await uow._statement_connection()
-            assert connection.get_server_pid() == backend
-            assert "ROLE" not in await _begin_sent(pg, backend)
-            assert await uow.fetchval("SELECT current_user") == "leaddb_app"
-        # A session leaddb cannot vouch for gets the role in its BEGIN.
-        db.session_roles.forget(connection)
-        async with db.tenant(acme.id) as uow:
-            connection = await uow._statement_connection()
-            assert connection.get_server_pid() == backend
-            assert "SET LOCAL ROLE leaddb_app" in await _begin_sent(pg, backend)
-            assert await uow.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
+    db = single
+    async with db.tenant(acme.id) as uow:
+        trusted = await uow._statement_connection()
+        backend = trusted.get_server_pid()
+        assert "ROLE" not in await _begin_sent(pg, backend)
+        assert (await uow.leads.list()).items
+    async with db.tenant(acme.id) as uow:
+        raw = await uow.connection()
+        await raw.execute("RESET ROLE")
+        await uow.commit()
+    # Given back, its session was reset and the role assumed again: still no switch needed.
+    async with db.tenant(acme.id) as uow:
+        connection = await uow._statement_connection()
+        assert connection.get_server_pid() == backend
+        assert "ROLE" not in await _begin_sent(pg, backend)
+        assert await uow.fetchval("SELECT current_user") == "leaddb_app"
+    # A session leaddb cannot vouch for gets the role in its BEGIN.
+    db.session_roles.forget(connection)
+    async with db.tenant(acme.id) as uow:
+        connection = await uow._statement_connection()
+        assert connection.get_server_pid() == backend
+        assert "SET LOCAL ROLE leaddb_app" in await _begin_sent(pg, backend)
+        assert await uow.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
 
 
 async def test_a_connection_whose_reset_fails_is_closed_not_pooled(
-    settings: LeadDBSettings, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
+    single: LeadDB, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
 ) -> None:
     acme, _ = two_tenants
-    one_connection = settings.model_copy(update={"pool_size": 1, "max_overflow": 0})
-    async with await LeadDB.connect(one_connection) as db:
-        async with db.tenant(acme.id) as uow:
-            raw = await uow.connection()
-            backend = raw.get_server_pid()
-            await raw.execute("RESET ROLE")
-            # The COMMIT goes through; the reset after it cannot assume a role by that name.
-            await pg.execute("ALTER ROLE leaddb_app RENAME TO leaddb_app_away")
-            try:
-                await uow.commit()
-            finally:
-                await pg.execute("ALTER ROLE leaddb_app_away RENAME TO leaddb_app")
-        assert raw.is_closed()
-        async with db.tenant(acme.id) as uow:
-            assert await uow.fetchval("SELECT pg_backend_pid()") != backend
-            assert await uow.fetchval("SELECT current_user") == "leaddb_app"
+    db = single
+    async with db.tenant(acme.id) as uow:
+        raw = await uow.connection()
+        backend = raw.get_server_pid()
+        await raw.execute("RESET ROLE")
+        # The COMMIT goes through; the reset after it cannot assume a role by that name.
+        await pg.execute("ALTER ROLE leaddb_app RENAME TO leaddb_app_away")
+        try:
+            await uow.commit()
+        finally:
+            await pg.execute("ALTER ROLE leaddb_app_away RENAME TO leaddb_app")
+    assert raw.is_closed()
+    async with db.tenant(acme.id) as uow:
+        assert await uow.fetchval("SELECT pg_backend_pid()") != backend
+        assert await uow.fetchval("SELECT current_user") == "leaddb_app"
 
 
 async def test_views_honour_the_policies(
