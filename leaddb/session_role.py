@@ -29,7 +29,7 @@ APP_ROLE = "leaddb_app"
 
 # Assume the role only where the migrations have created it: before the first migration there
 # are no policies to honour either.
-_ASSUME = "SELECT set_config('role', rolname, false) FROM pg_roles WHERE rolname = 'leaddb_app'"
+_ASSUME = "SELECT set_config('role', rolname, false) FROM pg_roles WHERE rolname = $1"
 
 # Bounds the reset, so a server that stopped answering cannot hold the release for ever.
 _RESET_TIMEOUT = 10.0
@@ -50,7 +50,7 @@ class SessionRoles:
 
     async def assume(self, connection: Connection) -> bool:
         """Make the role the session's own (where it exists); whether it now holds."""
-        if await connection.fetchval(_ASSUME) is None:
+        if await connection.fetchval(_ASSUME, APP_ROLE) is None:
             return False
         self._holding.add(connection)
         return True
@@ -63,7 +63,7 @@ class SessionRoles:
         connection, as it does when a rollback fails.
         """
         self._holding.discard(connection)
-        sql = "RESET ALL; SET ROLE leaddb_app" if assume else "RESET ALL"
+        sql = f"RESET ALL; SET ROLE {APP_ROLE}" if assume else "RESET ALL"
         await connection.execute(sql, timeout=_RESET_TIMEOUT)
         if assume:
             self._holding.add(connection)

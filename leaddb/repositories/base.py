@@ -12,9 +12,8 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, Generic
 
-from uuid_utils.compat import uuid7
-
 from leaddb.errors import StaleVersionError
+from leaddb.models.base import new_id
 from leaddb.repositories import change_statements, statements
 from leaddb.repositories.inserts import AppendOnlyRepository, CreateT, UpdateT
 from leaddb.repositories.reads import ENTITY_OF_TABLE, ModelT, _run, as_uuid
@@ -189,7 +188,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         args = list(values.values())
         if self.audited:
             # The statement says 'created' or 'updated' itself: no action parameter.
-            args.extend((self._uow.actor_id, uuid7()))
+            args.extend((self._uow.actor_id, new_id()))
         connection = await self._connection()
         row = await _run(connection.fetchrow, sql, *args)
         result: ModelT = self._hydrator.one(row)

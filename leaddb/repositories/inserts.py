@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import orjson
 from pydantic import BaseModel
-from uuid_utils.compat import uuid7
 
 from leaddb.errors import (
     InvalidFilterError,
     InvalidValueError,
     TenantViolationError,
 )
+from leaddb.models.base import new_id
 from leaddb.repositories import statements
 from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults, json_default
 from leaddb.repositories.guard import check_values
@@ -122,7 +122,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
 
     def _audit_args(self, action: str) -> tuple[str, uuid.UUID | None, uuid.UUID]:
         """Action, actor and a new audit row id: the parameters of a one-row statement."""
-        return action, self._uow.actor_id, uuid7()
+        return action, self._uow.actor_id, new_id()
 
     def _written(self, *ids: uuid.UUID) -> None:
         self._uow.record_write(self._shape.entity, ids)
@@ -131,7 +131,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
 
     def _insert_values(self, data: CreateT) -> dict[str, Any]:
         values = self._checked_values(data, exclude_unset=False)
-        values["id"] = uuid7()
+        values["id"] = new_id()
         if self._shape.tenant_scoped:
             values["organization_id"] = self._uow.require_tenant()
         return values
