@@ -78,8 +78,14 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if not self._closed:
-            await self.rollback()
+        if self._closed:
+            return
+        if self._connection is None:
+            # Nothing to roll back (a unit of work served by the cache alone): closed without
+            # the two coroutines rollback() would await.
+            self._closed = True
+            return
+        await self.rollback()
 
     @property
     def closed(self) -> bool:

@@ -153,7 +153,10 @@ class LeanRedis:
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply (bytes, int, list, None)."""
-        protocol = await self._ready()
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            # Only then one more coroutine: a cache hit awaits as few as it can.
+            protocol = await self._ready()
         return await self._send(protocol, args)
 
     async def evalsha(self, script: str, keys: list[str], args: list[Any]) -> Any:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from asyncpg.pgproto.pgproto import UUID as PgUUID
@@ -17,10 +18,17 @@ def canonical(id: uuid.UUID) -> str:
     return str(id if type(id) is PgUUID else PgUUID(id.bytes))
 
 
+# A cache hit names four keys, and formatting the tenant's id into each was a good part of the
+# hit's own Python. A process serves a bounded set of tenants, so their parts are remembered.
+_TENANTS = 4096
+
+
+@functools.lru_cache(maxsize=_TENANTS)
 def tenant_tag(tenant: uuid.UUID) -> str:
-    return f"{_PREFIX}:{{{tenant}}}"
+    return f"{_PREFIX}:{{{canonical(tenant)}}}"
 
 
+@functools.lru_cache(maxsize=_TENANTS * 4)
 def entity_prefix(tenant: uuid.UUID, entity: str) -> str:
     """What every value key of ``entity`` in ``tenant`` starts with."""
     return f"{tenant_tag(tenant)}:{entity}:"
@@ -31,12 +39,20 @@ def value_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
 
 
 def token_key(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> str:
-    return f"{tenant_tag(tenant)}:{entity}:{id}:t"
+    return value_key(tenant, entity, id) + ":t"
 
 
+def row_keys(tenant: uuid.UUID, entity: str, id: uuid.UUID) -> tuple[str, str]:
+    """``value_key`` and ``token_key`` of a row, the id formatted once."""
+    value = value_key(tenant, entity, id)
+    return value, value + ":t"
+
+
+@functools.lru_cache(maxsize=_TENANTS * 4)
 def generation_key(tenant: uuid.UUID, entity: str) -> str:
     return f"{tenant_tag(tenant)}:{entity}:gen"
 
 
+@functools.lru_cache(maxsize=_TENANTS)
 def epoch_key(tenant: uuid.UUID) -> str:
     return f"{tenant_tag(tenant)}:epoch"
