@@ -130,9 +130,10 @@ def audit_after(row: dict[str, Any]) -> orjson.Fragment:
 @dataclass
 class _Chunk:
     rows: list[dict[str, Any]]
-    """The values sent, one dict per row in column order."""
+    """The values sent, one dict per row in column order (emptied once sent)."""
     records: list[tuple[Any, ...]]
-    """What COPY sends: the values, then the audit image when it is built here."""
+    """What COPY sends: the values, then the audit image when it is built here (emptied once
+    sent)."""
     models: list[Any] | None
     """The new rows as models, when their defaults are known in advance (else read back)."""
 
@@ -234,6 +235,7 @@ class CopiedInsert:
         if self._filled is not None and repository.audited:
             columns.extend((CHANGES_COLUMN, AUDIT_ID_COLUMN))
         created: list[Any] = []
+        last = len(bounds) - 1
         for index in range(len(bounds)):
             await self._copy(chunk.records, columns)
             inserting = asyncio.ensure_future(_run(method, sql, *args))
@@ -242,29 +244,34 @@ class CopiedInsert:
                 # One turn of the loop puts the statement on the wire; the Python work below
                 # then runs while PostgreSQL inserts.
                 await asyncio.sleep(0)
-                if index + 1 < len(bounds):
+                # What COPY sent is freed here, while PostgreSQL works, rather than between
+                # the statements of the next chunk (about 1.5 ms for 2,000 rows).
+                chunk.records = []
+                ids = [row["id"] for row in chunk.rows]
+                chunk.rows = []
+                if index < last:
                     following = self._chunk(self._values(*bounds[index + 1]))
-                if index + 2 >= len(bounds):
+                else:
                     # Nothing more to build: the collector's first run, over what the batch
-                    # made, overlaps the inserts still to come.
+                    # made (some 30 ms for 10,000 rows), has the whole last insert to hide in.
                     self._pause.end()
             except BaseException as error:
                 await _settle(inserting, cancel=isinstance(error, asyncio.CancelledError))
                 raise
             written = await inserting
-            created.extend(self._models(chunk, written))
+            created.extend(self._models(chunk, written, ids))
             await _run(connection.execute, truncate)
-            repository._uow.record_created(self._shape.entity, (row["id"] for row in chunk.rows))
+            repository._uow.record_created(self._shape.entity, ids)
             if following is not None:
                 chunk = following
         return created
 
-    def _models(self, chunk: _Chunk, written: Any) -> list[Any]:
+    def _models(self, chunk: _Chunk, written: Any, ids: list[Any]) -> list[Any]:
         if chunk.models is not None:
             return chunk.models
         # RETURNING promises no order; give the rows back in the caller's.
         by_id = {model.id: model for model in self._repository._hydrator.many(written)}
-        return [by_id[row["id"]] for row in chunk.rows]
+        return [by_id[id_] for id_ in ids]
 
     def _insert_sql(self) -> str:
         repository, columns, shape = self._repository, self._columns, self._shape

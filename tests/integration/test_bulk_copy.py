@@ -17,7 +17,7 @@ import pytest
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import InvalidValueError, TenantViolationError
 from leaddb.models import LeadCreate, LeadSource, LeadStatus
-from leaddb.repositories.bulk import chunk_bounds
+from leaddb.repositories.bulk import CopiedInsert, chunk_bounds
 from leaddb.repositories.collector import CollectorPause
 
 from .factories import lead_payloads, make_org, make_user
@@ -218,15 +218,16 @@ async def test_create_one_audits_the_stored_row_without_its_secrets(
 
 
 async def _collections_before_the_last_chunk(
-    db: LeadDB, rows: int, monkeypatch: pytest.MonkeyPatch
+    db: LeadDB, rows: int, monkeypatch: pytest.MonkeyPatch, events: list[str] | None = None
 ) -> tuple[int, int]:
     """How many collections the collector started on its own while a create_many of ``rows``
     leads built its chunks, and after (its first threshold set low enough to start one every
-    50 allocations)."""
+    50 allocations). ``events`` receives what happened, in order: "building", "copy" for each
+    chunk sent, "built" and "collection"."""
     org = await make_org(db)
     payloads = lead_payloads(rows, prefix=f"gc-{org.id.hex[:6]}")
-    events: list[str] = []
-    enter, end = CollectorPause.__enter__, CollectorPause.end
+    events = [] if events is None else events
+    enter, end, copy = CollectorPause.__enter__, CollectorPause.end, CopiedInsert._copy
 
     def entering(pause: CollectorPause) -> CollectorPause:
         events.append("building")
@@ -240,8 +241,13 @@ async def _collections_before_the_last_chunk(
         if phase == "start":
             events.append("collection")
 
+    async def copying(insert: CopiedInsert, records: list[Any], columns: list[str]) -> None:
+        events.append("copy")
+        await copy(insert, records, columns)
+
     monkeypatch.setattr(CollectorPause, "__enter__", entering)
     monkeypatch.setattr(CollectorPause, "end", ending)
+    monkeypatch.setattr(CopiedInsert, "_copy", copying)
     thresholds = gc.get_threshold()
     gc.collect()
     gc.callbacks.append(seen)
@@ -258,12 +264,18 @@ async def _collections_before_the_last_chunk(
     return events[building:built].count("collection"), events[built:].count("collection")
 
 
-async def test_a_large_batch_holds_the_collector_back_until_its_last_chunk_is_built(
+async def test_a_large_batch_holds_the_collector_back_until_its_last_chunk_is_sent(
     db: LeadDB, settings: LeadDBSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before, after = await _collections_before_the_last_chunk(db, BATCH, monkeypatch)
+    events: list[str] = []
+    before, after = await _collections_before_the_last_chunk(db, BATCH, monkeypatch, events)
     assert before == 0
     assert after > 0  # the collector runs again once the rows are built
+    # ... and only once the last chunk is sent: its first run, over the whole batch, then
+    # overlaps the last insert instead of delaying that chunk's COPY.
+    copies = [index for index, event in enumerate(events) if event == "copy"]
+    assert len(copies) == len(chunk_bounds(BATCH)) > 1
+    assert copies[-1] < events.index("built")
     async with await LeadDB.connect(settings.model_copy(update={"bulk_pauses_gc": False})) as free:
         before, _ = await _collections_before_the_last_chunk(free, BATCH, monkeypatch)
     assert before > 100  # LEADDB_BULK_PAUSES_GC=false: collections all along
