@@ -80,7 +80,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--bulk-rows", type=int, help="rows per create_many (default 10,000; quick 2,000)"
     )
     parser.add_argument(
-        "--bulk-repeats", type=int, help="create_many runs per contender (default 5; quick 1)"
+        "--bulk-repeats",
+        type=int,
+        help="create_many runs per contender (default 7: the seven contenders rotate, so each "
+        "runs once in each place of a round; quick 1)",
     )
     parser.add_argument(
         "--only",
@@ -103,7 +106,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         leads=args.leads or (20_000 if quick else 100_000),
         iterations=args.iterations or (200 if quick else 2_000),
         bulk_rows=args.bulk_rows or (2_000 if quick else 10_000),
-        bulk_repeats=args.bulk_repeats or (1 if quick else 5),
+        bulk_repeats=args.bulk_repeats or (1 if quick else 7),
         write_rounds=1 if quick else 8,
     )
 

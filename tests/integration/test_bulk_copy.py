@@ -17,7 +17,7 @@ import pytest
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import InvalidValueError, TenantViolationError
 from leaddb.models import LeadCreate, LeadSource, LeadStatus
-from leaddb.repositories.bulk import CopiedInsert, chunk_bounds
+from leaddb.repositories.bulk import CopiedInsert, chunk_bounds, jsonb_key_order
 from leaddb.repositories.collector import CollectorPause
 
 from .factories import lead_payloads, make_org, make_user
@@ -102,6 +102,15 @@ async def test_a_large_batch_is_stored_whole_in_order_with_audit_images_of_the_s
         org.id,
     )
     assert len(rows) == BATCH
+    # The images are sent with their keys in the order jsonb keeps them (so that PostgreSQL
+    # need not sort them): jsonb_object_keys lists them in that kept order.
+    kept_order = await pg.fetchval(
+        "SELECT array(SELECT jsonb_object_keys(a.changes -> 'after')) FROM activity_logs a "
+        "WHERE a.organization_id = $1 AND a.entity_type = 'lead' AND a.action = 'created' LIMIT 1",
+        org.id,
+    )
+    assert len(kept_order) > 20
+    assert tuple(kept_order) == jsonb_key_order(kept_order)
     for row in rows:
         changes: dict[str, Any] = orjson.loads(row["changes"])
         stored_row = orjson.loads(row["row"])
