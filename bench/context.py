@@ -152,7 +152,7 @@ class Bench:
         carries that luck into its median; rounds on new connections spread it over many.
         """
         for db in (self.db, self.db_cached, self.db_without_rls):
-            await db.pool.expire_connections()
+            await db._pool.expire_connections()
         await self.raw_pool.expire_connections()
         await self.engine.dispose()
 

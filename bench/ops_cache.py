@@ -60,8 +60,8 @@ async def cache(bench: Bench) -> None:
             async with db.tenant(org) as uow:
                 await uow.leads.get_many(chunk)
         # A unit of work served from the cache alone never touches PostgreSQL.
-        idle_before = db.pool.get_idle_size()
-        size_before = db.pool.get_size()
+        idle_before = db._pool.get_idle_size()
+        size_before = db._pool.get_size()
         stats_before = db.cache.stats()
         async with db.tenant(org) as uow:
             cached = await uow.leads.get(ids[0])
@@ -73,7 +73,7 @@ async def cache(bench: Bench) -> None:
         bench.facts["cached unit of work"] = (
             f"a unit of work that only read a cached lead held no connection "
             f"(uow._connection stayed None: {no_connection}); pool size {size_before} -> "
-            f"{db.pool.get_size()}, idle {idle_before} -> {db.pool.get_idle_size()}; "
+            f"{db._pool.get_size()}, idle {idle_before} -> {db._pool.get_idle_size()}; "
             f"cache hits +{stats_after.hits - stats_before.hits}, "
             f"misses +{stats_after.misses - stats_before.misses}; the hit equals the row read "
             f"from PostgreSQL: {same}"

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from leaddb.repositories.pagination import CursorCodec
 from leaddb.session_role import APP_ROLE, SessionRoles
 from leaddb.sessions import SessionStore
 from leaddb.settings import LeadDBSettings, masked_url
+from leaddb.tenant_context import ContextSigner
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
 
 if TYPE_CHECKING:
@@ -78,10 +80,13 @@ class LeadDB:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.pool = pool
+        # Private: a connection borrowed from it would skip everything a unit of work does to
+        # keep tenants apart (the signed context, the reset of raw SQL's leftovers).
+        self._pool = pool
         self.redis = redis
         self.info = info
-        self.cursors = CursorCodec(_cursor_key(settings))
+        self.cursors = CursorCodec(_cursor_key(settings, None))
+        self.signer: ContextSigner | None = None
         self.cache = CacheStore(
             LeanRedis(settings.redis_url_value(), timeout=settings.redis_socket_timeout_seconds),
             ttl_ms=settings.cache_ttl_seconds * 1000,
@@ -182,19 +187,54 @@ class LeadDB:
         db = cls(
             settings, engine, pool, redis, info, roles=roles, embedded=(embedded_pg, embedded_redis)
         )
-        await db._check_app_role()
+        try:
+            await db._check_app_role()
+            await db._load_keys()
+        except BaseException:
+            await db.close()
+            raise
         return db
+
+    @property
+    def pool_size(self) -> int:
+        """Connections open or being opened, idle or in use."""
+        return self._pool.get_size()
 
     async def _check_app_role(self) -> None:
         """Whether units of work assume the application role (RLS on, and migrated)."""
         if not self.settings.row_level_security:
             self.assumes_app_role = False
             return
-        async with self.pool.acquire() as connection:
+        async with self._pool.acquire() as connection:
             exists = await connection.fetchval(
                 "SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE
             )
         self.assumes_app_role = exists is not None
+
+    async def _load_keys(self) -> None:
+        """The tenant-context key and the cursor key, from settings or from the database.
+
+        Read with the login's own rights, on a connection that never ran anyone's SQL: the
+        application role itself cannot read the context key.
+        """
+        configured = self.settings.tenant_context_key
+        context_key = None if configured is None else bytes.fromhex(configured.get_secret_value())
+        present, stored_context, stored_cursor = await _stored_keys(self.engine)
+        if context_key is None:
+            context_key = stored_context
+        elif stored_context is not None and stored_context != context_key:
+            raise ConfigurationError(
+                "LEADDB_TENANT_CONTEXT_KEY is not the database's tenant-context key: "
+                "run `leaddb migrate` (or `await db.migrate()`) with it to install it"
+            )
+        # Before migration 0007 there is no key, and the policies still read plain contexts.
+        if context_key is None and present and self.assumes_app_role:
+            raise ConfigurationError(
+                "this login cannot read leaddb's tenant-context key "
+                "(leaddb_private.context_key): set LEADDB_TENANT_CONTEXT_KEY to it"
+            )
+        self.signer = None if context_key is None else ContextSigner(context_key)
+        self.cursors = CursorCodec(_cursor_key(self.settings, stored_cursor))
 
     async def migrate(self, revision: str = "head") -> str | None:
         """Upgrade the schema (Alembic, from the installed package); returns the new revision."""
@@ -202,9 +242,13 @@ class LeadDB:
             reached = await migrations.upgrade(self.engine, revision)
         except (SQLAlchemyError, OSError) as error:
             raise ConnectionFailedError(f"migration failed: {_describe(error)}") from error
+        configured = self.settings.tenant_context_key
+        if configured is not None:
+            await _install_context_key(self.engine, bytes.fromhex(configured.get_secret_value()))
         # Connections opened before the role and policies existed must not outlive them.
-        await self.pool.expire_connections()
+        await self._pool.expire_connections()
         await self._check_app_role()
+        await self._load_keys()
         return reached
 
     async def close(self) -> None:
@@ -212,7 +256,7 @@ class LeadDB:
         if self._closed:
             return
         self._closed = True
-        await self.pool.close()
+        await self._pool.close()
         await self.engine.dispose()
         await self.cache.redis.close()
         await self.redis.aclose()
@@ -275,7 +319,12 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
     dsn = url.render_as_string(hide_password=False)
-    server_settings = {"application_name": "leaddb"}
+    server_settings = {
+        "application_name": "leaddb",
+        # Temporary tables last: pg_temp is otherwise searched first, and a temporary table
+        # named like one of leaddb's would take its place in leaddb's own statements.
+        "search_path": SEARCH_PATH,
+    }
     if settings.statement_timeout_seconds:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
 
@@ -307,14 +356,63 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
     return pool
 
 
-def _cursor_key(settings: LeadDBSettings) -> bytes:
-    """The key that signs pagination cursors: the configured secret, else one derived from the
-    database URL, which every process of a deployment shares and no client knows."""
+SEARCH_PATH = '"$user", public, pg_temp'
+
+
+def _cursor_key(settings: LeadDBSettings, stored: bytes | None) -> bytes:
+    """The key that signs pagination cursors: the configured secret, else the random one that
+    migration 0007 keeps in the database (every process of a deployment reads the same), else
+    (an unmigrated database) a random key of this process alone."""
     if settings.cursor_secret is not None:
-        material = settings.cursor_secret.get_secret_value()
+        material = settings.cursor_secret.get_secret_value().encode()
+    elif stored is not None:
+        material = stored
     else:
-        material = settings.sqlalchemy_url().render_as_string(hide_password=False)
-    return hashlib.sha256(b"leaddb-cursor\x00" + material.encode()).digest()
+        material = secrets.token_bytes(32)
+    return hashlib.sha256(b"leaddb-cursor\x00" + material).digest()
+
+
+_PRIVATE_USAGE = (
+    "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = 'leaddb_private'"
+)
+_KEYS = (
+    "SELECT CASE WHEN has_table_privilege('leaddb_private.context_key', 'SELECT') "
+    "THEN (SELECT key FROM leaddb_private.context_key) END, "
+    "CASE WHEN has_table_privilege('leaddb_private.cursor_key', 'SELECT') "
+    "THEN (SELECT key FROM leaddb_private.cursor_key) END"
+)
+
+
+async def _stored_keys(engine: AsyncEngine) -> tuple[bool, bytes | None, bytes | None]:
+    """Whether the database keeps keys (migration 0007), and the context and cursor keys that
+    this login may read (None where it may not)."""
+    try:
+        async with engine.connect() as connection:
+            usage = (await connection.execute(text(_PRIVATE_USAGE))).scalar_one_or_none()
+            if not usage:
+                return usage is not None, None, None
+            context_key, cursor_key = (await connection.execute(text(_KEYS))).one()
+    except (SQLAlchemyError, OSError, TimeoutError) as error:
+        raise ConnectionFailedError(f"cannot read leaddb's keys: {_describe(error)}") from None
+    return (
+        True,
+        None if context_key is None else bytes(context_key),
+        None if cursor_key is None else bytes(cursor_key),
+    )
+
+
+async def _install_context_key(engine: AsyncEngine, key: bytes) -> None:
+    """Make ``key`` the database's tenant-context key (the schema's owner may)."""
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("SELECT leaddb_private.set_context_key(:key)"), {"key": key}
+            )
+    except SQLAlchemyError as error:
+        raise ConfigurationError(
+            f"cannot install LEADDB_TENANT_CONTEXT_KEY: {_describe(error)} "
+            "(run the migration as the schema's owner)"
+        ) from None
 
 
 def create_redis(settings: LeadDBSettings) -> aioredis.Redis:

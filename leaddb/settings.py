@@ -70,7 +70,14 @@ class LeadDBSettings(BaseSettings):
     )
     cursor_secret: SecretStr | None = Field(
         default=None,
-        description="Key that signs pagination cursors; unset: derived from database_url.",
+        description="Key that signs pagination cursors; unset: the random key that migration "
+        "0007 keeps in the database.",
+    )
+    tenant_context_key: SecretStr | None = Field(
+        default=None,
+        description="The database's tenant-context key, in hex (`leaddb_private.context_key`). "
+        "Unset: read from the database at connect, which only a login that may read it (the "
+        "schema's owner) can; a plain login is given it here.",
     )
     echo_sql: bool = False
     bulk_pauses_gc: bool = Field(
@@ -105,6 +112,19 @@ class LeadDBSettings(BaseSettings):
                 f"not {scheme!r}"
             )
         return value
+
+    @field_validator("tenant_context_key")
+    @classmethod
+    def _check_context_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            key = bytes.fromhex(value.get_secret_value().strip())
+        except ValueError:
+            raise ValueError(f"{_env_name('tenant_context_key')} must be hex") from None
+        if not 16 <= len(key) <= 64:
+            raise ValueError(f"{_env_name('tenant_context_key')} must be 16 to 64 bytes")
+        return SecretStr(key.hex())
 
     @field_validator("embedded_data_dir")
     @classmethod

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, cast
 
 import asyncpg
 
@@ -28,6 +28,7 @@ from leaddb.errors import (
     TransactionFailedError,
     UnitOfWorkClosedError,
 )
+from leaddb.raw import RawConnection
 from leaddb.repositories.dberrors import translate
 from leaddb.session_role import APP_ROLE
 
@@ -41,6 +42,11 @@ if TYPE_CHECKING:
     from leaddb.settings import LeadDBSettings
 
 _savepoint_names = itertools.count(1)
+
+_TOUCHED_ORGANIZATIONS = (
+    "SELECT id FROM public.organizations UNION SELECT organization_id "
+    "FROM leaddb_private.deleted_organizations WHERE transaction_id = txid_current()"
+)
 
 if TYPE_CHECKING:
     Connection = asyncpg.Connection[Record]
@@ -59,6 +65,7 @@ class UnitOfWork:
         self._connection: Connection | None = None
         self._begun = False  # whether the BEGIN on self._connection has been answered
         self._raw = False  # whether the connection was handed out for raw SQL
+        self._raw_connection: Connection | None = None
         self._closed = False
         self._written: dict[str, set[uuid.UUID]] = {}
         self._created: dict[str, set[uuid.UUID]] = {}
@@ -93,7 +100,9 @@ class UnitOfWork:
 
     @property
     def has_written(self) -> bool:
-        return bool(self._written or self._created or self._bulk_written or self._wiped_tenants)
+        return self._raw or bool(
+            self._written or self._created or self._bulk_written or self._wiped_tenants
+        )
 
     @property
     def settings(self) -> LeadDBSettings:
@@ -116,14 +125,21 @@ class UnitOfWork:
     async def connection(self) -> Connection:
         """The transaction's connection, for raw SQL; acquired and begun on first use.
 
-        What that SQL does to the session (``SET``, ``RESET ROLE``) is undone when the unit of
-        work gives the connection back, so the next unit of work on it starts clean.
+        What comes back works until the unit of work ends, then raises UnitOfWorkClosedError
+        (leaddb.raw). Raw SQL makes the unit of work untrusted: it fills no cache entry, its
+        commit invalidates everything of its tenant, and what that SQL left on the session
+        (settings, role, temporary tables, cursors, listeners, advisory locks) is cleared
+        before anyone else gets the connection.
         """
         connection = await self._statement_connection()
         if not self._raw:
             self._raw = True
             self._db.session_roles.forget(connection)
-        return connection
+        if self._raw_connection is None:
+            self._raw_connection = cast(
+                "Connection", RawConnection(connection, lambda: not self._closed)
+            )
+        return self._raw_connection
 
     async def _statement_connection(self) -> Connection:
         """The transaction's connection for leaddb's own statements, which leave the session as
@@ -154,7 +170,7 @@ class UnitOfWork:
     async def _acquire(self) -> Connection:
         # The timeout costs nothing when an idle connection is there: only waiting sets it up.
         try:
-            connection = await self._db.pool.acquire(timeout=self._db.settings.pool_timeout)
+            connection = await self._db._pool.acquire(timeout=self._db.settings.pool_timeout)
         except TimeoutError:
             raise PoolTimeoutError(
                 f"no database connection became free within {self._db.settings.pool_timeout}s "
@@ -198,11 +214,15 @@ class UnitOfWork:
             if self._db.assumes_app_role and not self._db.session_roles.holds(connection)
             else ""
         )
+        signer = self._db.signer
+        # Signed (leaddb.tenant_context): the policies trust no value that SQL can make up.
+        # Both are hex digits, dashes and a dot: nothing to escape. SET LOCAL rather than
+        # SELECT set_config(): a utility command, no plan and no row.
         if self.tenant_id is not None:
-            # str() of a uuid.UUID is 36 hex digits and dashes: nothing to escape.
-            # SET LOCAL rather than SELECT set_config(): a utility command, no plan and no row.
-            return f"BEGIN; {role}SET LOCAL leaddb.tenant = '{self.tenant_id}'"
-        return f"BEGIN; {role}SET LOCAL leaddb.platform = 'on'"
+            context = str(self.tenant_id) if signer is None else signer.tenant(self.tenant_id)
+            return f"BEGIN; {role}SET LOCAL leaddb.tenant = '{context}'"
+        platform = "" if signer is None else signer.platform
+        return f"BEGIN; {role}SET LOCAL leaddb.platform = '{platform}'"
 
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
@@ -214,6 +234,8 @@ class UnitOfWork:
         maybe_committed = True
         try:
             if connection is not None:
+                if self._raw and self.cache is not None:
+                    await self._invalidate_after_raw_sql(connection)
                 try:
                     status = await connection.execute("COMMIT")
                 except asyncpg.PostgresError as error:
@@ -242,6 +264,22 @@ class UnitOfWork:
                 await self._release()
         for action in self._after_commit:
             await asyncio.shield(action())
+
+    async def _invalidate_after_raw_sql(self, connection: Connection) -> None:
+        """Raw SQL may have changed any row its context can reach, unseen by the cache: its
+        commit invalidates all of it. For a tenant, that is the tenant; for the platform, every
+        organization there is, and every one this transaction deleted (leaddb_private's list,
+        which the application role can only read)."""
+        if self.tenant_id is not None:
+            self._wiped_tenants.add(self.tenant_id)
+            return
+        if self._db.signer is None:  # not migrated to 0007: nothing there to cache
+            return
+        try:
+            rows = await connection.fetch(_TOUCHED_ORGANIZATIONS)
+        except Exception as error:
+            raise _mapped(error) from error
+        self._wiped_tenants.update(row[0] for row in rows)
 
     def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
         """Run ``action`` once the transaction has committed (never after a rollback)."""
@@ -279,13 +317,13 @@ class UnitOfWork:
             with contextlib.suppress(Exception):
                 connection.terminate()
             with contextlib.suppress(Exception):
-                await self._db.pool.release(connection)
+                await self._db._pool.release(connection)
             return
         if not self._raw and not connection.is_closed() and not connection.is_in_transaction():
             # Nothing to roll back or reset: the pool takes a clean connection back without awaiting
             # (and shields the rollback of one whose last statement was cancelled in flight).
             with contextlib.suppress(Exception):  # see the end of _return_to_pool
-                await self._db.pool.release(connection)
+                await self._db._pool.release(connection)
             return
         # Shielded: a cancellation arriving now must not interrupt the rollback half-way; the
         # caller sees the CancelledError while the connection is still cleaned up and returned.
@@ -309,7 +347,7 @@ class UnitOfWork:
         # is closed). The unit of work has ended either way, and a COMMIT that returned
         # stands, so nothing of the release may reach the caller.
         with contextlib.suppress(Exception):
-            await self._db.pool.release(connection)
+            await self._db._pool.release(connection)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -354,9 +392,11 @@ class UnitOfWork:
         self._wiped_tenants.add(organization_id)
 
     def wrote(self, entity: str, id: uuid.UUID) -> bool:
-        """Whether this unit of work changed that row (its reads then skip the cache)."""
+        """Whether this unit of work changed that row (its reads then skip the cache); after
+        raw SQL, any row may have changed."""
         return (
-            entity in self._bulk_written
+            self._raw
+            or entity in self._bulk_written
             or id in self._written.get(entity, ())
             or id in self._created.get(entity, ())
             or bool(self._wiped_tenants)

@@ -173,6 +173,8 @@ class CopiedInsert:
         self._items = items
         self._shape = repository._shape
         self._scratch = f"_leaddb_bulk_{self._shape.table.name}"
+        # Named in pg_temp, so no table of another schema can stand in for it.
+        self._scratch_name = f"pg_temp.{statements.quote(self._scratch)}"
         self._columns: tuple[str, ...] = ()
         self._filled: dict[str, Any] | None = None
         self._images: AfterImages | None = None
@@ -221,7 +223,7 @@ class CopiedInsert:
         # The audit columns first: the audit rows' scan of the scratch table then reads four
         # columns of each row, not all of them.
         setup = (
-            f"CREATE TEMP TABLE IF NOT EXISTS {statements.quote(self._scratch)} "
+            f"CREATE TEMP TABLE IF NOT EXISTS {self._scratch_name} "
             f"({AUDIT_ID_COLUMN} uuid, {CHANGES_COLUMN} jsonb, "
             f"LIKE {self._shape.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
@@ -255,7 +257,7 @@ class CopiedInsert:
             list(repository._action_and_actor("created")) if repository.audited else []
         )
         method = connection.fetch if self._filled is None else connection.execute
-        truncate = f"TRUNCATE {statements.quote(self._scratch)}"
+        truncate = f"TRUNCATE {self._scratch_name}"
         columns = list(self._columns)
         if self._filled is not None and repository.audited:
             columns.extend((CHANGES_COLUMN, AUDIT_ID_COLUMN))
@@ -298,7 +300,7 @@ class CopiedInsert:
 
     def _insert_sql(self) -> str:
         repository, columns, shape = self._repository, self._columns, self._shape
-        scratch, audit = statements.quote(self._scratch), repository.audited
+        scratch, audit = self._scratch_name, repository.audited
         if self._filled is None:
             return repository._statement(
                 ("insert_from", columns),
@@ -319,7 +321,9 @@ class CopiedInsert:
     async def _copy(self, records: list[tuple[Any, ...]], columns: list[str]) -> None:
         connection, scratch = self._connection, self._scratch
         await _run(
-            lambda: connection.copy_records_to_table(scratch, records=records, columns=columns)
+            lambda: connection.copy_records_to_table(
+                scratch, schema_name="pg_temp", records=records, columns=columns
+            )
         )
 
 

@@ -85,15 +85,21 @@ async def test_the_trigger_works_as_the_deleted_tenant_for_itself_only(
 ) -> None:
     org, other = await make_org(db), await make_org(db)
     await _audited_work(db, org.id)
-    async with db.tenant(other.id) as uow:
+    await _audited_work(db, other.id)
+    async with db.platform() as uow:
         connection = await uow.connection()
-        # leaddb's tenant work never deletes organizations; plain SQL on its connection can,
-        # as it could with the cascading key, and the trigger purges as it did.
+        platform_context = await connection.fetchval("SELECT current_setting('leaddb.platform')")
         await connection.execute("DELETE FROM organizations WHERE id = $1", org.id)
-        assert await connection.fetchval("SELECT current_setting('leaddb.tenant')") == str(other.id)
-        # Still the tenant's transaction: another organization's rows stay out of reach.
-        assert await connection.fetchval("SELECT count(*) FROM activity_logs") == await _trail(
-            pg, other.id
+        # The trigger's own tenant context ended with it: the platform's is back, unchanged.
+        assert await connection.fetchval("SELECT current_setting('leaddb.tenant', true)") in (
+            None,
+            "",
         )
+        assert await connection.fetchval("SELECT current_setting('leaddb.platform')") == (
+            platform_context
+        )
+        # Still the platform's transaction: no tenant's trail is in reach.
+        assert await connection.fetchval("SELECT count(*) FROM activity_logs") == 0
         await uow.commit()
     assert await _trail(pg, org.id) == 0
+    assert await _trail(pg, other.id) > 0

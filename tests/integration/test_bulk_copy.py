@@ -182,14 +182,14 @@ async def test_a_batch_cancelled_at_any_point_leaves_nothing_and_a_clean_pool(
                 == BATCH
             )
             await pg.execute("DELETE FROM leads WHERE organization_id = $1", org.id)
-        assert db.pool.get_idle_size() == db.pool.get_size()
+        assert db._pool.get_idle_size() == db._pool.get_size()
     assert cancelled >= 3
     # The pool's connections are all usable: as many units of work as it holds, at once.
     async with asyncio.TaskGroup() as group:
-        for _ in range(db.pool.get_size()):
+        for _ in range(db._pool.get_size()):
             group.create_task(_one_lead(db, org.id))
     assert await pg.fetchval("SELECT count(*) FROM leads WHERE organization_id = $1", org.id) == (
-        db.pool.get_size()
+        db._pool.get_size()
     )
     in_transaction = await pg.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "

@@ -302,7 +302,7 @@ async def test_cancellations_a_redis_kill_and_a_postgres_restart_at_once(
     # as many units of work as the pool holds run side by side (a lost one would hang them).
     async with db.tenant(tenants[0].id) as uow:
         await asyncio.wait_for(uow.leads.count(), timeout=2)
-    everyone = asyncio.Barrier(db.pool.get_max_size())
+    everyone = asyncio.Barrier(db._pool.get_max_size())
 
     async def hold_a_connection(tenant: Tenant) -> None:
         async with db.tenant(tenant.id) as uow:
@@ -339,7 +339,7 @@ async def test_cancellations_a_redis_kill_and_a_postgres_restart_at_once(
 
     assert ledger.raw == []
     assert [row["state"] for row in sessions if row["state"].startswith("idle in")] == []
-    assert len(sessions) <= db.pool.get_max_size()
+    assert len(sessions) <= db._pool.get_max_size()
     assert ledger.stale_reads == []
     assert ledger.cross_tenant == []
     # Whole or absent: each lead has its creation and one audit row per committed update.

@@ -98,7 +98,7 @@ async def test_a_release_that_fails_after_commit_changes_nothing_for_the_caller(
 
     assert await pg.fetchval("SELECT first_name FROM leads WHERE id = $1", lead_id) == "New"
     assert await _first_name(db, org_id, lead_id) == "New"
-    assert db.pool.get_idle_size() == db.pool.get_size()
+    assert db._pool.get_idle_size() == db._pool.get_size()
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ async def test_cancelling_units_of_work_at_random_points_leaks_nothing(
         # The pool of two serves the next unit of work at once.
         async with db.tenant(organization.id) as uow:
             await asyncio.wait_for(uow.leads.count(), timeout=2)
-        assert db.pool.get_size() <= 2
+        assert db._pool.get_size() <= 2
 
     # Every lead is whole: created with its audit row, and updated at most once with its row.
     leads = await pg.fetch(

@@ -24,17 +24,17 @@ from .pool_helpers import (
 
 
 async def test_an_idle_connection_comes_and_goes_without_a_turn_of_the_loop(db: LeadDB) -> None:
-    async with db.pool.acquire():
+    async with db._pool.acquire():
         pass  # at least one idle connection now
     turned: list[bool] = []
     asyncio.get_running_loop().call_soon(turned.append, True)
     tasks_before = len(asyncio.all_tasks())
-    connection = await db.pool.acquire(timeout=5)
+    connection = await db._pool.acquire(timeout=5)
     assert len(asyncio.all_tasks()) == tasks_before
-    await db.pool.release(connection)
+    await db._pool.release(connection)
     assert turned == []
     assert len(asyncio.all_tasks()) == tasks_before
-    assert consistent(db.pool)
+    assert consistent(db._pool)
 
 
 async def test_beyond_max_size_acquirers_wait_and_are_served_in_arrival_order(
@@ -74,17 +74,17 @@ async def test_a_timeout_is_a_pool_timeout_error_from_a_unit_of_work(
 ) -> None:
     one = settings.model_copy(update={"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.2})
     async with await LeadDB.connect(one) as db:
-        connection = await db.pool.acquire()
+        connection = await db._pool.acquire()
         started = time.monotonic()
         async with db.tenant(uuid.uuid4()) as uow:
             with pytest.raises(PoolTimeoutError, match="LEADDB_POOL_TIMEOUT"):
                 await uow.leads.count()
         assert 0.19 <= time.monotonic() - started < 2
-        await db.pool.release(connection)
+        await db._pool.release(connection)
         async with db.tenant(uuid.uuid4()) as uow:
             assert await uow.leads.count() == 0
-        assert db.pool.get_size() == 1
-        assert consistent(db.pool)
+        assert db._pool.get_size() == 1
+        assert consistent(db._pool)
 
 
 async def test_a_connection_killed_by_the_server_is_replaced(
@@ -123,7 +123,7 @@ async def test_a_unit_of_work_survives_its_pooled_connection_being_killed(
         after = await uow.fetchval("SELECT pg_backend_pid()")
         assert await uow.leads.count() == 0
     assert after != before
-    assert consistent(db.pool)
+    assert consistent(db._pool)
 
 
 @pytest.mark.parametrize("cancelled", [False, True], ids=["released", "release cancelled"])

@@ -85,7 +85,7 @@ async def test_units_of_work_cut_off_by_close_fail_typed_and_end_quietly(
     settings: LeadDBSettings, pg: asyncpg.Connection
 ) -> None:
     db = await LeadDB.connect(settings)
-    db.pool._close_grace = 0.2  # instead of 10 s
+    db._pool._close_grace = 0.2  # instead of 10 s
     async with db.tenant(uuid.uuid4()) as uow:
         pid = await uow.fetchval("SELECT pg_backend_pid()")
         await asyncio.wait_for(db.close(), timeout=5)
@@ -93,7 +93,7 @@ async def test_units_of_work_cut_off_by_close_fail_typed_and_end_quietly(
             await uow.leads.count()
     assert isinstance(pid, int)
     await gone(pg, pid)
-    assert db.pool.get_size() == 0
+    assert db._pool.get_size() == 0
 
 
 async def test_connections_idle_too_long_are_closed_down_to_the_floor(

@@ -124,7 +124,7 @@ async def test_raw_insert_or_update_naming_another_tenant_is_refused(
 async def test_a_pooled_connection_with_no_tenant_sees_nothing(
     db: LeadDB, two_tenants: tuple[Organization, Organization]
 ) -> None:
-    async with db.pool.acquire() as connection:
+    async with db._pool.acquire() as connection:
         for table in TENANT_TABLES:
             assert await connection.fetchval(f"SELECT count(*) FROM {table}") == 0, table
         assert await connection.fetch("SELECT * FROM lead_pipeline") == []
@@ -298,7 +298,7 @@ async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
         "AND state LIKE 'idle in transaction%'"
     )
     assert stuck == 0
-    assert db.pool.get_size() <= db.pool.get_max_size()
+    assert db._pool.get_size() <= db._pool.get_max_size()
     # The pool serves the next unit of work at once, with the right tenant.
     async with db.tenant(acme.id) as uow:
         page = await asyncio.wait_for(uow.leads.list(), timeout=5)
@@ -309,13 +309,13 @@ async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
         async with db.tenant(acme.id) as uow:
             role = await uow.fetchval("SELECT current_user")
             held.append(1)
-            if len(held) == db.pool.get_size():
+            if len(held) == db._pool.get_size():
                 ready.set()
             await ready.wait()  # keep this connection, so the others take the rest
             return str(role)
 
     ready, held = asyncio.Event(), list[int]()
     roles = await asyncio.wait_for(
-        asyncio.gather(*(role_of_one(ready, held) for _ in range(db.pool.get_size()))), 10
+        asyncio.gather(*(role_of_one(ready, held) for _ in range(db._pool.get_size()))), 10
     )
     assert set(roles) == {"leaddb_app"}
