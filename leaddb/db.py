@@ -375,11 +375,10 @@ def _cursor_key(settings: LeadDBSettings, stored: bytes | None) -> bytes:
 _PRIVATE_USAGE = (
     "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = 'leaddb_private'"
 )
-_KEYS = (
-    "SELECT CASE WHEN has_table_privilege('leaddb_private.context_key', 'SELECT') "
-    "THEN (SELECT key FROM leaddb_private.context_key) END, "
-    "CASE WHEN has_table_privilege('leaddb_private.cursor_key', 'SELECT') "
-    "THEN (SELECT key FROM leaddb_private.cursor_key) END"
+# Which of the two this login may read; reading one it may not would be an error.
+_KEY_PRIVILEGES = (
+    "SELECT has_table_privilege('leaddb_private.context_key', 'SELECT'), "
+    "has_table_privilege('leaddb_private.cursor_key', 'SELECT')"
 )
 
 
@@ -391,7 +390,16 @@ async def _stored_keys(engine: AsyncEngine) -> tuple[bool, bytes | None, bytes |
             usage = (await connection.execute(text(_PRIVATE_USAGE))).scalar_one_or_none()
             if not usage:
                 return usage is not None, None, None
-            context_key, cursor_key = (await connection.execute(text(_KEYS))).one()
+            may_context, may_cursor = (await connection.execute(text(_KEY_PRIVILEGES))).one()
+            context_key = cursor_key = None
+            if may_context:
+                context_key = await connection.scalar(
+                    text("SELECT key FROM leaddb_private.context_key")
+                )
+            if may_cursor:
+                cursor_key = await connection.scalar(
+                    text("SELECT key FROM leaddb_private.cursor_key")
+                )
     except (SQLAlchemyError, OSError, TimeoutError) as error:
         raise ConnectionFailedError(f"cannot read leaddb's keys: {_describe(error)}") from None
     return (

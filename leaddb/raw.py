@@ -32,8 +32,6 @@ _REFUSED = frozenset(
         "remove_log_listener",
         "add_termination_listener",
         "remove_termination_listener",
-        "add_query_logger",
-        "remove_query_logger",
         "set_type_codec",
         "reset_type_codec",
         "set_builtin_type_codec",
@@ -51,11 +49,29 @@ _INSPECTION = frozenset({"is_closed", "is_in_transaction", "get_server_pid", "ge
 class RawConnection:
     """A stand-in for the transaction's asyncpg connection that works while ``is_open()``."""
 
-    __slots__ = ("_connection", "_is_open")
+    __slots__ = ("_connection", "_is_open", "_loggers")
 
     def __init__(self, connection: Connection, is_open: Callable[[], bool]) -> None:
         self._connection = connection
         self._is_open = is_open
+        self._loggers: list[Callable[..., Any]] = []
+
+    def add_query_logger(self, callback: Callable[..., Any]) -> None:
+        """Log this unit of work's queries; the logger goes when the unit of work ends."""
+        self._check("add_query_logger")
+        self._connection.add_query_logger(callback)
+        self._loggers.append(callback)
+
+    def remove_query_logger(self, callback: Callable[..., Any]) -> None:
+        self._check("remove_query_logger")
+        self._connection.remove_query_logger(callback)
+        self._loggers.remove(callback)
+
+    def detach(self) -> None:
+        """The unit of work ended: nothing added through this stays on the connection."""
+        for callback in self._loggers:
+            self._connection.remove_query_logger(callback)
+        self._loggers.clear()
 
     def _check(self, name: str) -> None:
         if not self._is_open():

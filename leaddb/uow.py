@@ -65,7 +65,7 @@ class UnitOfWork:
         self._connection: Connection | None = None
         self._begun = False  # whether the BEGIN on self._connection has been answered
         self._raw = False  # whether the connection was handed out for raw SQL
-        self._raw_connection: Connection | None = None
+        self._raw_connection: RawConnection | None = None
         self._closed = False
         self._written: dict[str, set[uuid.UUID]] = {}
         self._created: dict[str, set[uuid.UUID]] = {}
@@ -136,10 +136,9 @@ class UnitOfWork:
             self._raw = True
             self._db.session_roles.forget(connection)
         if self._raw_connection is None:
-            self._raw_connection = cast(
-                "Connection", RawConnection(connection, lambda: not self._closed)
-            )
-        return self._raw_connection
+            self._raw_connection = RawConnection(connection, lambda: not self._closed)
+        # Typed as the asyncpg connection it stands for: every call is passed on, checked.
+        return cast("Connection", self._raw_connection)
 
     async def _statement_connection(self) -> Connection:
         """The transaction's connection for leaddb's own statements, which leave the session as
@@ -306,6 +305,8 @@ class UnitOfWork:
         )
 
     async def _release(self) -> None:
+        if self._raw_connection is not None:
+            self._raw_connection.detach()
         connection, self._connection = self._connection, None
         begun, self._begun = self._begun, False
         if connection is None:
