@@ -29,6 +29,7 @@ from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
+from leaddb.pending import PendingInvalidations
 from leaddb.pool import ConnectionPool
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.session_role import APP_ROLE, SessionRoles
@@ -93,7 +94,12 @@ class LeadDB:
             enabled=settings.cache_enabled,
         )
         self._flights = SingleFlight()
-        self.sessions = SessionStore(redis, settings)
+        self.pending = PendingInvalidations(self, settings.pending_poll_seconds)
+        self.cache.note_lost = self.pending.note_epoch
+        self.cache.repair = self.pending.repair
+        self.sessions = SessionStore(
+            redis, settings, is_active_member=self._is_active_member, repair=self.pending.repair
+        )
         self.assumes_app_role = False
         self.session_roles = roles or SessionRoles()
         self._embedded = embedded
@@ -193,7 +199,13 @@ class LeadDB:
         except BaseException:
             await db.close()
             raise
+        db.pending.start()
         return db
+
+    async def _is_active_member(self, user: uuid.UUID, organization: uuid.UUID) -> bool:
+        async with self.platform() as uow:
+            connection = await uow._statement_connection()
+            return bool(await connection.fetchval(_ACTIVE_MEMBER, user, organization))
 
     @property
     def pool_size(self) -> int:
@@ -249,6 +261,7 @@ class LeadDB:
         await self._pool.expire_connections()
         await self._check_app_role()
         await self._load_keys()
+        self.pending.start()
         return reached
 
     async def close(self) -> None:
@@ -256,6 +269,7 @@ class LeadDB:
         if self._closed:
             return
         self._closed = True
+        await self.pending.stop()
         await self._pool.close()
         await self.engine.dispose()
         await self.cache.redis.close()
@@ -357,6 +371,12 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
 
 
 SEARCH_PATH = '"$user", public, pg_temp'
+
+_ACTIVE_MEMBER = (
+    "SELECT u.is_active AND o.is_active FROM users u "
+    "JOIN organizations o ON o.id = u.organization_id "
+    "WHERE u.id = $1 AND u.organization_id = $2"
+)
 
 
 def _cursor_key(settings: LeadDBSettings, stored: bytes | None) -> bytes:

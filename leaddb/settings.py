@@ -79,6 +79,14 @@ class LeadDBSettings(BaseSettings):
         "Unset: read from the database at connect, which only a login that may read it (the "
         "schema's owner) can; a plain login is given it here.",
     )
+    pending_poll_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="How often each process applies the durable list of session revocations "
+        "and cache invalidations that Redis missed (0: only after this process saw Redis "
+        "fail). Bounds how long another process's lost invalidation can go unapplied.",
+    )
     echo_sql: bool = False
     bulk_pauses_gc: bool = Field(
         default=True,

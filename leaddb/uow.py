@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from leaddb.repositories.pagination import CursorCodec
     from leaddb.sessions import SessionStore
     from leaddb.settings import LeadDBSettings
+
+logger = logging.getLogger("leaddb")
 
 _savepoint_names = itertools.count(1)
 
@@ -262,7 +265,12 @@ class UnitOfWork:
             else:
                 await self._release()
         for action in self._after_commit:
-            await asyncio.shield(action())
+            try:
+                await asyncio.shield(action())
+            except ConnectionFailedError as error:
+                # Committed all the same: a session revocation Redis missed is on the durable
+                # list its trigger wrote (leaddb.pending), applied once Redis answers.
+                logger.warning("after commit, Redis missed: %s (it is applied later)", error)
 
     async def _invalidate_after_raw_sql(self, connection: Connection) -> None:
         """Raw SQL may have changed any row its context can reach, unseen by the cache: its

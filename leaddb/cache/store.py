@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,13 @@ class CacheStore:
     stats_counters: CacheStats = field(default_factory=CacheStats)
     _breaker: _Breaker = field(default_factory=_Breaker)
     _dirty_tenants: set[uuid.UUID] = field(default_factory=set)
+    # Hooks into the durable list of invalidations (leaddb.pending): ``note_lost`` records a
+    # tenant whose invalidation Redis did not take; ``repair`` applies every listed one, and
+    # runs before this store serves anything again after it saw Redis fail, so values that
+    # another process's lost invalidation left behind are never served.
+    note_lost: Callable[[uuid.UUID], Awaitable[None]] | None = None
+    repair: Callable[[], Awaitable[bool]] | None = None
+    _outage_seen: bool = False
 
     def __post_init__(self) -> None:
         self.stats_counters.enabled = self.enabled
@@ -178,6 +185,7 @@ class CacheStore:
     # -- failure handling -----------------------------------------------------------------
 
     def _failed(self, error: BaseException, doing: str) -> None:
+        self._outage_seen = True
         self.stats_counters.errors += 1
         self._breaker.failed()
         if not self._breaker.outage_logged:
@@ -191,13 +199,30 @@ class CacheStore:
         it can (each costs it about 1 µs)."""
         if not self.enabled or not self._breaker.allows():
             return False
-        if self._dirty_tenants:
-            return await self._bump_dirty_epochs()
+        if self._dirty_tenants and not await self._bump_dirty_epochs():
+            return False
+        if self._outage_seen:
+            if self.repair is not None and not await self.repair():
+                return False
+            self._outage_seen = False
         return True
 
     def _usable_now(self) -> bool:
         """Whether Redis may be used now with no lost invalidation to repair first."""
-        return self.enabled and self._breaker.allows() and not self._dirty_tenants
+        return (
+            self.enabled
+            and self._breaker.allows()
+            and not self._dirty_tenants
+            and not self._outage_seen
+        )
+
+    async def bump_epochs(self, tenants: Sequence[uuid.UUID]) -> bool:
+        """Replace these tenants' epochs now (every value cached for them is then stale);
+        whether Redis took it."""
+        if not self.enabled or not tenants:
+            return True
+        self._dirty_tenants.update(tenants)
+        return await self._bump_dirty_epochs()
 
     async def _bump_dirty_epochs(self) -> bool:
         tenants = list(self._dirty_tenants)
@@ -359,7 +384,7 @@ class CacheStore:
         if not self.enabled:
             return
         if not self._breaker.allows():
-            self._dirty_tenants.add(tenant)
+            await self._lost(tenant)
             return
         keys: list[str] = []
         for entity, id in rows:
@@ -371,11 +396,18 @@ class CacheStore:
         try:
             await self.redis.evalsha(_INVALIDATE, keys, [len(rows), TOKEN_TTL_MS, *fresh])
         except (RedisError, OSError) as error:
-            self._dirty_tenants.add(tenant)
             self._failed(error, "invalidating")
+            await self._lost(tenant)
             return
         self.stats_counters.invalidations += len(rows) + len(entities) + int(whole_tenant)
         self._recovered()
+
+    async def _lost(self, tenant: uuid.UUID) -> None:
+        """An invalidation Redis did not take: this process bumps the tenant's epoch as soon
+        as Redis answers, and the durable list makes every other process do so too."""
+        self._dirty_tenants.add(tenant)
+        if self.note_lost is not None:
+            await self.note_lost(tenant)
 
 
 def _text(value: bytes | str | None) -> str:

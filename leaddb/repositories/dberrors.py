@@ -16,6 +16,7 @@ from leaddb.errors import (
     LeadDBError,
     RetryableError,
     StatementTimeoutError,
+    TenantViolationError,
     TransactionFailedError,
 )
 
@@ -132,6 +133,10 @@ def translate(error: BaseException) -> LeadDBError | None:
             "an earlier statement of this unit of work failed, so its transaction is aborted; "
             "roll back (or use uow.savepoint() around work that may fail)"
         )
+    if isinstance(error, pgerr.InsufficientPrivilegeError):
+        # Row-level security refusing a row of another tenant (42501), or a privilege the
+        # application role does not have.
+        return TenantViolationError(f"refused by the database: {error}")
     if isinstance(error, pgerr.PostgresError):
         return LeadDBError(f"database error: {error}")
     return None

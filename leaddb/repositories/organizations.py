@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import ClassVar
 
 from sqlalchemy import select
@@ -32,6 +33,16 @@ class OrganizationRepository(Repository[Organization, OrganizationCreate, Organi
         if not organization.is_active:
             self._revoke_sessions_after_commit(organization.id)
         return organization
+
+    async def update_many(
+        self, ids: Collection[uuid.UUID], patch: OrganizationUpdate
+    ) -> list[Organization]:
+        """Update several organizations; deactivating them ends their users' sessions."""
+        organizations = await super().update_many(ids, patch)
+        if patch.is_active is False:
+            for organization in organizations:
+                self._revoke_sessions_after_commit(organization.id)
+        return organizations
 
     async def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
         """Delete an organization and everything it owns (not audited: the trail goes too)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
@@ -44,6 +45,14 @@ class UserRepository(Repository[User, UserCreate, UserUpdate]):
         if not user.is_active:
             self._revoke_sessions_after_commit(user.id)
         return user
+
+    async def update_many(self, ids: Collection[uuid.UUID], patch: UserUpdate) -> list[User]:
+        """Update several users; deactivating them ends their sessions once committed."""
+        users = await super().update_many(ids, patch)
+        if patch.is_active is False:
+            for user in users:
+                self._revoke_sessions_after_commit(user.id)
+        return users
 
     async def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
         """Delete a user (their leads keep existing, unowned) and end their sessions."""

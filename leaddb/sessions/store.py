@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Final
@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import JsonValue, ValidationError
 from redis.exceptions import RedisError
 
-from leaddb.errors import ConnectionFailedError
+from leaddb.errors import ConnectionFailedError, TenantViolationError
 from leaddb.sessions import scripts
 from leaddb.sessions.models import Session, SessionMetadata, StoredRecord, from_ms
 from leaddb.sessions.tokens import (
@@ -54,8 +54,22 @@ class SessionStore:
     ``ConnectionFailedError``, never a redis-py exception, and never reads as "no session".
     """
 
-    def __init__(self, redis: aioredis.Redis, settings: LeadDBSettings) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: LeadDBSettings,
+        *,
+        is_active_member: Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]] | None = None,
+        repair: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self._redis = redis
+        # From LeadDB: whether a user is an active member of an active organization (asked of
+        # PostgreSQL before a session starts), and the application of the durable list of
+        # revocations (leaddb.pending), which runs before a session is served again after
+        # Redis failed here: a revocation that Redis missed is never outlived.
+        self._is_active_member = is_active_member
+        self._repair = repair
+        self._outage_seen = False
         self._idle_ms = settings.session_idle_ttl_seconds * 1000
         self._absolute_ms = settings.session_absolute_ttl_seconds * 1000
         self._cap = settings.session_max_per_user
@@ -87,6 +101,13 @@ class SessionStore:
         """
         user = _as_uuid(user_id)
         organization = _as_uuid(organization_id)
+        if self._is_active_member is not None and not await self._is_active_member(
+            user, organization
+        ):
+            raise TenantViolationError(
+                f"user {user} is not an active member of an active organization {organization}"
+            )
+        await self._repaired()
         record = StoredRecord(
             user_id=user,
             organization_id=organization,
@@ -99,7 +120,7 @@ class SessionStore:
         idle_ms = self._idle_ms if ttl is None else _milliseconds(ttl)
         token = new_token(user)
         digest = token_digest(token)
-        with _redis_errors("create a session"):
+        with self._errors("create a session"):
             # The organization index is written first: a crash between the two calls leaves a
             # user listed without a session (harmless), never a session its organization
             # cannot find.
@@ -133,7 +154,8 @@ class SessionStore:
         parsed = parse_token(token)
         if parsed is None:
             return None
-        with _redis_errors("read a session"):
+        await self._repaired()
+        with self._errors("read a session"):
             reply = await self._slide(
                 keys=[session_key(parsed.user_id, parsed.digest), user_index_key(parsed.user_id)],
                 args=[parsed.digest, "1"],
@@ -153,7 +175,8 @@ class SessionStore:
         parsed = parse_token(token)
         if parsed is None:
             return False
-        with _redis_errors("touch a session"):
+        await self._repaired()
+        with self._errors("touch a session"):
             reply = await self._slide(
                 keys=[session_key(parsed.user_id, parsed.digest), user_index_key(parsed.user_id)],
                 args=[parsed.digest, "0"],
@@ -173,7 +196,8 @@ class SessionStore:
         user = parsed.user_id
         fresh = new_token(user)
         fresh_digest = token_digest(fresh)
-        with _redis_errors("rotate a session"):
+        await self._repaired()
+        with self._errors("rotate a session"):
             rotated = await self._rotate(
                 keys=[
                     session_key(user, parsed.digest),
@@ -189,7 +213,7 @@ class SessionStore:
         parsed = parse_token(token)
         if parsed is None:
             return False
-        with _redis_errors("revoke a session"):
+        with self._errors("revoke a session"):
             removed = await self._revoke(
                 keys=[session_key(parsed.user_id, parsed.digest), user_index_key(parsed.user_id)],
                 args=[parsed.digest],
@@ -205,7 +229,7 @@ class SessionStore:
         if not is_session_id(session_id):
             return False
         user = _as_uuid(user_id)
-        with _redis_errors("revoke a session"):
+        with self._errors("revoke a session"):
             removed = await self._revoke_session_id(
                 keys=[user_index_key(user)], args=[session_key_prefix(user), session_id]
             )
@@ -217,7 +241,7 @@ class SessionStore:
         Call it when a user is deactivated, or changes their password.
         """
         user = _as_uuid(user_id)
-        with _redis_errors("revoke a user's sessions"):
+        with self._errors("revoke a user's sessions"):
             reply = await self._revoke_user(
                 keys=[user_index_key(user)], args=[session_key_prefix(user), ""]
             )
@@ -234,7 +258,7 @@ class SessionStore:
         key = organization_index_key(organization)
         revoked = 0
         batch: builtins.list[uuid.UUID] = []
-        with _redis_errors("revoke an organization's sessions"):
+        with self._errors("revoke an organization's sessions"):
             # ZSCAN returns every member present for the whole scan, however large the set.
             async for member, _deadline in self._redis.zscan_iter(key, count=_ORGANIZATION_BATCH):
                 user = _maybe_uuid(member)
@@ -253,10 +277,29 @@ class SessionStore:
         Index entries of sessions that expired on their own are removed on the way.
         """
         user = _as_uuid(user_id)
-        with _redis_errors("list a user's sessions"):
+        with self._errors("list a user's sessions"):
             rows = await self._list(keys=[user_index_key(user)], args=[session_key_prefix(user)])
         sessions = [_session(row) for row in rows]
         return [session for session in sessions if session is not None]
+
+    async def _repaired(self) -> None:
+        """After this store saw Redis fail: apply every revocation still listed first."""
+        if not self._outage_seen or self._repair is None:
+            return
+        if not await self._repair():
+            raise ConnectionFailedError(
+                "Redis came back, but the revocations it missed could not be applied yet"
+            )
+        self._outage_seen = False
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            with _redis_errors(action):
+                yield
+        except ConnectionFailedError:
+            self._outage_seen = True
+            raise
 
     async def _revoke_users(self, users: Sequence[uuid.UUID], organization: uuid.UUID) -> int:
         pipeline = self._redis.pipeline(transaction=False)

@@ -19,6 +19,14 @@ few dozen bytes (computing the pads in the function cost ~100 µs per call).
 ``organizations`` gets row-level security too: a tenant unit of work sees its own organization
 only, and only the platform may insert, update or delete one.
 
+``leaddb_private.pending_invalidations`` is a durable list of what Redis must still be told:
+sessions to end (written by triggers, so a user or organization deactivated or deleted by any
+statement at all, raw SQL included, is listed in the same transaction) and tenants whose cache
+epoch must change (written by a process whose invalidation found Redis unreachable). Every
+leaddb process applies the list when Redis answers again, and polls it. The application role
+reaches it only through functions: adding for its own tenant, reading and clearing as the
+platform.
+
 ``leaddb_private`` also holds the key that signs pagination cursors (random, made here), which
 the application role may read: it guards cursors against API clients, not against SQL.
 """
@@ -154,6 +162,55 @@ def upgrade() -> None:
     )
     op.execute(f"CREATE INDEX ON {PRIVATE}.deleted_organizations (transaction_id)")
     op.execute(f"GRANT SELECT ON {PRIVATE}.deleted_organizations TO {ROLE}")
+    op.execute(
+        f"CREATE TABLE {PRIVATE}.pending_invalidations ("
+        "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "kind text NOT NULL CHECK (kind IN ('user_sessions', 'organization_sessions', 'epoch')), "
+        "organization_id uuid NOT NULL, user_id uuid, "
+        "noted_at timestamptz NOT NULL DEFAULT now())"
+    )
+    op.execute(
+        f"CREATE FUNCTION {PRIVATE}.note_deactivation() RETURNS trigger LANGUAGE plpgsql "
+        "SECURITY DEFINER AS $$ BEGIN "
+        "IF TG_TABLE_NAME = 'users' THEN "
+        f"INSERT INTO {PRIVATE}.pending_invalidations (kind, organization_id, user_id) "
+        "VALUES ('user_sessions', OLD.organization_id, OLD.id); "
+        f"ELSE INSERT INTO {PRIVATE}.pending_invalidations (kind, organization_id) "
+        "VALUES ('organization_sessions', OLD.id); END IF; RETURN NULL; END $$"
+    )
+    for table in ("users", "organizations"):
+        op.execute(
+            f"CREATE TRIGGER {table}_note_deactivation AFTER UPDATE OF is_active ON {table} "
+            "FOR EACH ROW WHEN (OLD.is_active AND NOT NEW.is_active) "
+            f"EXECUTE FUNCTION {PRIVATE}.note_deactivation()"
+        )
+        op.execute(
+            f"CREATE TRIGGER {table}_note_deletion AFTER DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {PRIVATE}.note_deactivation()"
+        )
+    # A lost cache invalidation, noted by the process that lost it: for its own tenant only
+    # (or as the platform), so no tenant can have another's cache emptied at will.
+    op.execute(
+        "CREATE FUNCTION leaddb_note_epoch(tenant uuid) RETURNS void LANGUAGE plpgsql "
+        "SECURITY DEFINER AS $$ BEGIN "
+        "IF tenant IS DISTINCT FROM leaddb_tenant() AND NOT leaddb_platform() THEN "
+        "RAISE insufficient_privilege USING MESSAGE = 'not this unit of work''s tenant'; END IF; "
+        f"INSERT INTO {PRIVATE}.pending_invalidations (kind, organization_id) "
+        "VALUES ('epoch', tenant); END $$"
+    )
+    op.execute(
+        "CREATE FUNCTION leaddb_pending_invalidations() RETURNS TABLE "
+        "(id bigint, kind text, organization_id uuid, user_id uuid) LANGUAGE plpgsql STABLE "
+        "SECURITY DEFINER AS $$ BEGIN IF NOT leaddb_platform() THEN RETURN; END IF; "
+        "RETURN QUERY SELECT p.id, p.kind, p.organization_id, p.user_id "
+        f"FROM {PRIVATE}.pending_invalidations p ORDER BY p.id LIMIT 1000; END $$"
+    )
+    op.execute(
+        "CREATE FUNCTION leaddb_invalidations_applied(ids bigint[]) RETURNS void "
+        "LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN IF NOT leaddb_platform() THEN "
+        "RAISE insufficient_privilege USING MESSAGE = 'the platform''s alone'; END IF; "
+        f"DELETE FROM {PRIVATE}.pending_invalidations WHERE id = ANY(ids); END $$"
+    )
     # The purge of an organization's trail works as that tenant, now with a signed context.
     # It runs as its owner (who alone may sign), still under the policies (FORCEd).
     op.execute(
@@ -168,6 +225,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION leaddb_invalidations_applied(bigint[])")
+    op.execute("DROP FUNCTION leaddb_pending_invalidations()")
+    op.execute("DROP FUNCTION leaddb_note_epoch(uuid)")
+    for table in ("users", "organizations"):
+        op.execute(f"DROP TRIGGER {table}_note_deactivation ON {table}")
+        op.execute(f"DROP TRIGGER {table}_note_deletion ON {table}")
     op.execute(
         "CREATE OR REPLACE FUNCTION leaddb_purge_activity() RETURNS trigger LANGUAGE plpgsql "
         "SECURITY INVOKER SET leaddb.tenant = '' AS $$ BEGIN "
