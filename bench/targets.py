@@ -164,5 +164,18 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
             _ratio(results.get("rls_update"), RLS_ON, RLS_OFF),
             1.15,
         ),
+        # The signed tenant context: its policies verify a MAC once per statement.
+        Target(
+            20,
+            "get (own uow): signed-context RLS on / off",
+            _ratio(results.get("rls_get"), RLS_ON, RLS_OFF),
+            1.10,
+        ),
+        Target(
+            20,
+            "update (own uow): signed-context RLS on / off",
+            _ratio(results.get("rls_update"), RLS_ON, RLS_OFF),
+            1.10,
+        ),
     ]
     return found
