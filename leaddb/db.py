@@ -212,6 +212,15 @@ class LeadDB:
         """Connections open or being opened, idle or in use."""
         return self._pool.get_size()
 
+    async def _check_context_key(self, signer: ContextSigner) -> None:
+        """A key given in settings that the login cannot compare: the database judges it."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(f"SET LOCAL leaddb.platform = '{signer.platform}'")
+            if not await connection.fetchval("SELECT leaddb_platform()"):
+                raise ConfigurationError(
+                    "LEADDB_TENANT_CONTEXT_KEY is not the database's tenant-context key"
+                )
+
     async def _check_app_role(self) -> None:
         """Whether units of work assume the application role (RLS on, and migrated)."""
         if not self.settings.row_level_security:
@@ -246,6 +255,8 @@ class LeadDB:
                 "(leaddb_private.context_key): set LEADDB_TENANT_CONTEXT_KEY to it"
             )
         self.signer = None if context_key is None else ContextSigner(context_key)
+        if self.signer is not None and present and stored_context is None:
+            await self._check_context_key(self.signer)
         self.cursors = CursorCodec(_cursor_key(self.settings, stored_cursor))
 
     async def migrate(self, revision: str = "head") -> str | None:

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from leaddb import LeadDB, LeadDBSettings
-from leaddb.errors import LeadDBError, UnitOfWorkClosedError
+from leaddb.errors import ConfigurationError, LeadDBError, UnitOfWorkClosedError
 from leaddb.models import IntegrationCreate, LeadUpdate, OrganizationUpdate
 
 from .factories import PASSWORD, lead_payloads, make_lead, make_org, make_user
@@ -59,25 +59,29 @@ async def plain_role(servers: TestServers, database_url: str) -> AsyncIterator[s
         await admin.close()
 
 
-@pytest.fixture(params=["plain login", "superuser login"])
-async def login(
-    request: pytest.FixtureRequest,
-    settings: LeadDBSettings,
-    plain_role: str,
-    pg: asyncpg.Connection,
-) -> Login:
-    if request.param == "superuser login":
-        return Login(request.param, settings)
+@pytest.fixture
+async def plain_settings(
+    settings: LeadDBSettings, plain_role: str, pg: asyncpg.Connection
+) -> LeadDBSettings:
+    """The service logged in as the plain role, given the context key it cannot read."""
     key = await pg.fetchval("SELECT key FROM leaddb_private.context_key")
     assert settings.database_url is not None
     url = make_url(settings.database_url.get_secret_value()).set(username=plain_role, password="")
-    plain = settings.model_copy(
+    return settings.model_copy(
         update={
             "database_url": SecretStr(url.render_as_string(hide_password=False)),
             "tenant_context_key": SecretStr(bytes(key).hex()),
         }
     )
-    return Login(request.param, plain)
+
+
+@pytest.fixture(params=["plain login", "superuser login"])
+async def login(
+    request: pytest.FixtureRequest, settings: LeadDBSettings, plain_settings: LeadDBSettings
+) -> Login:
+    if request.param == "superuser login":
+        return Login(request.param, settings)
+    return Login(request.param, plain_settings)
 
 
 @pytest.fixture
@@ -403,3 +407,37 @@ async def test_a_raw_platform_write_invalidates_the_organizations_it_touched(
         assert await uow.organizations.get(deleted.id) is None
     async with bystander.tenant(deleted.id) as uow:
         assert await uow.leads.get(lead.id) is None
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+
+async def test_a_plain_login_without_the_key_or_with_a_wrong_one_is_refused(
+    plain_settings: LeadDBSettings,
+) -> None:
+    without = plain_settings.model_copy(update={"tenant_context_key": None})
+    with pytest.raises(ConfigurationError, match="LEADDB_TENANT_CONTEXT_KEY"):
+        await LeadDB.connect(without)
+    wrong = plain_settings.model_copy(update={"tenant_context_key": SecretStr("ab" * 32)})
+    with pytest.raises(ConfigurationError, match="not the database's tenant-context key"):
+        await LeadDB.connect(wrong)
+
+
+async def test_cursors_are_signed_with_the_databases_random_key(
+    settings: LeadDBSettings, bystander: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(bystander)
+    for index in range(3):
+        await make_lead(bystander, org.id, email=f"c{index}@example.com")
+    async with bystander.tenant(org.id) as uow:
+        page = await uow.leads.list(limit=1)
+    assert page.next_cursor is not None
+    # Another process of the deployment takes it: the key is the database's, not the process's.
+    async with await LeadDB.connect(settings) as other, other.tenant(org.id) as uow:
+        assert len((await uow.leads.list(limit=1, after=page.next_cursor)).items) == 1
+    stored = bytes(await pg.fetchval("SELECT key FROM leaddb_private.cursor_key"))
+    assert len(stored) == 32
+    # Nothing about it comes from the URL, which may carry no password at all.
+    assert settings.database_url is not None
+    url = settings.database_url.get_secret_value().encode()
+    assert url not in stored
