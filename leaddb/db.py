@@ -23,16 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from leaddb import migrate as migrations
-from leaddb.cache.client import LeanRedis
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
+from leaddb.connections.lean_redis import LeanRedis
+from leaddb.connections.pool import ConnectionPool
+from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
-from leaddb.pool import ConnectionPool
 from leaddb.repositories.pagination import CursorCodec
-from leaddb.session_role import APP_ROLE, SessionRoles
 from leaddb.sessions import SessionStore
-from leaddb.settings import LeadDBSettings, masked_url
+from leaddb.settings import LeadDBSettings, masked_url, settings_problems
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class LeadDB:
             try:
                 settings = LeadDBSettings()
             except ValidationError as error:
-                raise ConfigurationError(_one_line(error)) from None
+                raise ConfigurationError(settings_problems(error)) from None
         embedded_pg: EmbeddedPostgres | None = None
         embedded_redis: EmbeddedRedis | None = None
         if settings.database_url is None:
@@ -268,10 +268,10 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> ConnectionPool:
-    """The pool of asyncpg connections the units of work draw from (leaddb.pool).
+    """The pool of asyncpg connections the units of work draw from (leaddb.connections.pool).
 
     SQLAlchemy's engine serves migrations and introspection; the data path runs on asyncpg
-    directly (see leaddb.repositories.sql for why).
+    directly (see leaddb.sql.compile for why).
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
     dsn = url.render_as_string(hide_password=False)
@@ -363,12 +363,3 @@ def _describe(error: BaseException) -> str:
         cause = cause.__cause__
     message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     return f"{type(cause).__name__}: {message}" if message else type(cause).__name__
-
-
-def _one_line(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        name = "LEADDB_" + "_".join(str(part) for part in item["loc"]).upper()
-        message = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(message if message.startswith("LEADDB_") else f"{name}: {message}")
-    return "; ".join(problems)

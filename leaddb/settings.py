@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -151,3 +151,13 @@ def masked_url(raw: str) -> str:
         return make_url(raw).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Refused settings as one line, each named by its environment variable."""
+    problems = []
+    for item in error.errors():
+        name = "LEADDB_" + "_".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(message if message.startswith("LEADDB_") else f"{name}: {message}")
+    return "; ".join(problems)

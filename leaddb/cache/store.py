@@ -35,7 +35,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from leaddb.cache.client import LeanRedis
 from leaddb.cache.keys import (
     canonical,
     entity_prefix,
@@ -45,6 +44,7 @@ from leaddb.cache.keys import (
     token_key,
     value_key,
 )
+from leaddb.connections.lean_redis import LeanRedis
 
 logger = logging.getLogger("leaddb.cache")
 

@@ -1,8 +1,15 @@
-"""Turning asyncpg's exceptions into leaddb's errors."""
+"""Turning asyncpg's exceptions into leaddb's errors: the one place that mapping lives.
+
+``translate`` is the table; ``mapped`` applies it to whatever an ``except`` caught; ``run``
+awaits a driver call with its errors mapped.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from asyncpg import exceptions as pgerr
@@ -135,3 +142,26 @@ def translate(error: BaseException) -> LeadDBError | None:
     if isinstance(error, pgerr.PostgresError):
         return LeadDBError(f"database error: {error}")
     return None
+
+
+def mapped(error: BaseException) -> BaseException:
+    """What to raise for ``error``: leaddb's error for a driver exception, else ``error``
+    itself (leaddb's own errors and cancellations pass through)."""
+    if isinstance(error, LeadDBError | asyncio.CancelledError):
+        return error
+    return translate(error) or error
+
+
+async def run(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """``await method(*args)`` with driver errors turned into leaddb errors.
+
+    The call itself is inside the ``try``: asyncpg raises at call time, not at await time,
+    when the connection was lost and the pool has already taken it back.
+    """
+    try:
+        return await method(*args)
+    except Exception as error:
+        translated = translate(error)
+        if translated is None:
+            raise
+        raise translated from error

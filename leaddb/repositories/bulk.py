@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy import Table
 
+from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidFilterError
 from leaddb.models.base import new_id
-from leaddb.repositories import statements
 from leaddb.repositories.collector import CollectorPause
-from leaddb.repositories.reads import _run
+from leaddb.sql import statements
 
 if TYPE_CHECKING:
     from leaddb.repositories.inserts import AppendOnlyRepository
-    from leaddb.uow import Connection
+    from leaddb.repositories.work import Connection
 
 # The first chunks are small so that PostgreSQL starts early, each built by Python while the one
 # before is inserted; later ones are large enough that their round trips (COPY, INSERT,
@@ -229,23 +229,23 @@ class CopiedInsert:
         if len(bounds) > 1:
             savepoint = f"leaddb_bulk_{next(_savepoint_names)}"
             setup += f"; SAVEPOINT {savepoint}"
-        await _run(connection.execute, setup)
+        await run(connection.execute, setup)
         try:
             defaults = bulk_defaults(self._shape.table, self._columns)
             if defaults is not None:
                 now = None
                 if NOW in defaults.values():
-                    now = await _run(connection.fetchval, "SELECT now()")
+                    now = await run(connection.fetchval, "SELECT now()")
                 self._filled = {
                     name: now if value is NOW else value for name, value in defaults.items()
                 }
             created = await self._insert(self._chunk(rows), bounds)
         except Exception:
             if savepoint is not None and self._bad_item:
-                await _run(connection.execute, f"ROLLBACK TO SAVEPOINT {savepoint}")
+                await run(connection.execute, f"ROLLBACK TO SAVEPOINT {savepoint}")
             raise
         if savepoint is not None:
-            await _run(connection.execute, f"RELEASE SAVEPOINT {savepoint}")
+            await run(connection.execute, f"RELEASE SAVEPOINT {savepoint}")
         return created
 
     async def _insert(self, chunk: _Chunk, bounds: list[tuple[int, int]]) -> list[Any]:
@@ -263,7 +263,7 @@ class CopiedInsert:
         last = len(bounds) - 1
         for index in range(len(bounds)):
             await self._copy(chunk.records, columns)
-            inserting = asyncio.ensure_future(_run(method, sql, *args))
+            inserting = asyncio.ensure_future(run(method, sql, *args))
             following: _Chunk | None = None
             try:
                 # One turn of the loop puts the statement on the wire; the Python work below
@@ -283,7 +283,7 @@ class CopiedInsert:
                 raise
             written = await inserting
             created.extend(self._models(chunk, written))
-            await _run(connection.execute, truncate)
+            await run(connection.execute, truncate)
             repository._uow.record_created(self._shape.entity, chunk.ids)
             if following is not None:
                 chunk = following
@@ -318,7 +318,7 @@ class CopiedInsert:
 
     async def _copy(self, records: list[tuple[Any, ...]], columns: list[str]) -> None:
         connection, scratch = self._connection, self._scratch
-        await _run(
+        await run(
             lambda: connection.copy_records_to_table(scratch, records=records, columns=columns)
         )
 

@@ -35,10 +35,10 @@ import orjson
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import AwareDatetime, EmailStr, JsonValue
 
-from leaddb.repositories.hydrate import Hydrator, ModelT, enum_lookup
+from leaddb.rows.hydrate import Hydrator, ModelT, enum_lookup
 
 if TYPE_CHECKING:
-    from leaddb.repositories.hydrate import Row
+    from leaddb.rows.hydrate import Row
 
 FORMAT = "2"
 """Bumped whenever the payload's layout or a column's encoding changes."""

@@ -16,42 +16,63 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 import asyncpg
 
+from leaddb.connections.driver_errors import mapped
+from leaddb.connections.session_role import APP_ROLE
 from leaddb.errors import (
     ConnectionFailedError,
-    LeadDBError,
     PoolTimeoutError,
     TenantViolationError,
     TransactionFailedError,
     UnitOfWorkClosedError,
 )
-from leaddb.repositories.dberrors import translate
-from leaddb.session_role import APP_ROLE
 
 if TYPE_CHECKING:
     from asyncpg import Record
 
     from leaddb.cache.unit import UnitCache
-    from leaddb.db import LeadDB
+    from leaddb.connections.pool import ConnectionPool
+    from leaddb.connections.session_role import SessionRoles
     from leaddb.repositories.pagination import CursorCodec
+    from leaddb.repositories.work import Connection
     from leaddb.sessions import SessionStore
     from leaddb.settings import LeadDBSettings
 
 _savepoint_names = itertools.count(1)
 
-if TYPE_CHECKING:
-    Connection = asyncpg.Connection[Record]
-    """A pooled asyncpg connection (leaddb.pool), as a unit of work holds it."""
+
+class Host(Protocol):
+    """What a unit of work takes from the ``LeadDB`` that opened it (``LeadDB`` is one)."""
+
+    @property
+    def settings(self) -> LeadDBSettings: ...
+
+    @property
+    def cursors(self) -> CursorCodec: ...
+
+    @property
+    def pool(self) -> ConnectionPool: ...
+
+    @property
+    def session_roles(self) -> SessionRoles: ...
+
+    @property
+    def assumes_app_role(self) -> bool: ...
+
+    @property
+    def sessions(self) -> SessionStore: ...
+
+    def cache_unit(self) -> UnitCache | None: ...
 
 
 class UnitOfWork:
     """Base of the tenant and platform units of work; see the module docstring."""
 
     def __init__(
-        self, db: LeadDB, *, tenant_id: uuid.UUID | None, actor_id: uuid.UUID | None
+        self, db: Host, *, tenant_id: uuid.UUID | None, actor_id: uuid.UUID | None
     ) -> None:
         self._db = db
         self.tenant_id = tenant_id
@@ -119,16 +140,16 @@ class UnitOfWork:
         What that SQL does to the session (``SET``, ``RESET ROLE``) is undone when the unit of
         work gives the connection back, so the next unit of work on it starts clean.
         """
-        connection = await self._statement_connection()
+        connection = await self.statement_connection()
         if not self._raw:
             self._raw = True
             self._db.session_roles.forget(connection)
         return connection
 
-    async def _statement_connection(self) -> Connection:
+    async def statement_connection(self) -> Connection:
         """The transaction's connection for leaddb's own statements, which leave the session as
-        they found it. Private on purpose: the pool trusts a session this handed out to still
-        hold the application role, so raw SQL goes through ``connection()``."""
+        they found it. Not for raw SQL: the pool trusts a session this handed out to still hold
+        the application role, so raw SQL goes through ``connection()``."""
         if self._connection is not None:
             return self._connection
         self.check_open()
@@ -142,12 +163,12 @@ class UnitOfWork:
                 await connection.execute(self._begin_sql(connection))
                 self._begun = True
             except Exception as error:
-                mapped = _mapped(error)
-                if attempt == 1 and isinstance(mapped, ConnectionFailedError):
+                failure = mapped(error)
+                if attempt == 1 and isinstance(failure, ConnectionFailedError):
                     self._connection = None
                     await self._return_to_pool(connection)
                     continue
-                raise mapped from error
+                raise failure from error
             return connection
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -161,7 +182,7 @@ class UnitOfWork:
                 "(LEADDB_POOL_TIMEOUT; LEADDB_POOL_SIZE + LEADDB_MAX_OVERFLOW bound the pool)"
             ) from None
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
         return connection
 
     async def fetch(self, query: str, *args: object) -> list[Record]:
@@ -171,7 +192,7 @@ class UnitOfWork:
         try:
             return await connection.fetch(query, *args)
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
 
     async def fetchval(self, query: str, *args: object) -> object:
         """Like ``fetch``, returning the first column of the first row."""
@@ -179,7 +200,7 @@ class UnitOfWork:
         try:
             return await connection.fetchval(query, *args)
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
 
     async def execute(self, query: str, *args: object) -> str:
         """Like ``fetch`` for statements without rows; returns the command tag."""
@@ -187,12 +208,12 @@ class UnitOfWork:
         try:
             return await connection.execute(query, *args)
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
 
     def _begin_sql(self, connection: Connection) -> str:
         """What starts the transaction: BEGIN and the row-level-security context, sent as one
         simple-protocol message, so setting the tenant costs no round trip of its own."""
-        # The role is named only where the session may not hold it (leaddb.session_role).
+        # The role is named only where the session may not hold it (connections.session_role).
         role = (
             f"SET LOCAL ROLE {APP_ROLE}; "
             if self._db.assumes_app_role and not self._db.session_roles.holds(connection)
@@ -222,9 +243,9 @@ class UnitOfWork:
                     maybe_committed = isinstance(
                         error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
                     )
-                    raise _mapped(error) from error
+                    raise mapped(error) from error
                 except Exception as error:
-                    raise _mapped(error) from error
+                    raise mapped(error) from error
                 # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK, no error.
                 if status != "COMMIT":
                     maybe_committed = False
@@ -314,12 +335,12 @@ class UnitOfWork:
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back to here and propagates."""
-        connection = await self._statement_connection()
+        connection = await self.statement_connection()
         name = f"leaddb_sp_{next(_savepoint_names)}"
         try:
             await connection.execute(f"SAVEPOINT {name}")
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
         try:
             yield
         except BaseException:
@@ -327,13 +348,13 @@ class UnitOfWork:
                 try:
                     await connection.execute(f"ROLLBACK TO SAVEPOINT {name}")
                 except Exception as error:
-                    raise _mapped(error) from error
+                    raise mapped(error) from error
             raise
         else:
             try:
                 await connection.execute(f"RELEASE SAVEPOINT {name}")
             except Exception as error:
-                raise _mapped(error) from error
+                raise mapped(error) from error
 
     # -- bookkeeping for the cache --------------------------------------------------------
 
@@ -361,15 +382,3 @@ class UnitOfWork:
             or id in self._created.get(entity, ())
             or bool(self._wiped_tenants)
         )
-
-
-def _mapped(error: BaseException) -> BaseException:
-    if isinstance(error, LeadDBError | asyncio.CancelledError):
-        return error
-    return translate(error) or error
-
-
-# The concrete units of work live in leaddb.units; importing them from here keeps working.
-from leaddb.units import PlatformUnitOfWork, TenantUnitOfWork  # noqa: E402
-
-__all__ = ["PlatformUnitOfWork", "TenantUnitOfWork", "UnitOfWork"]
