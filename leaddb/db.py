@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.lean_redis import LeanRedis
 from leaddb.connections.pool import ConnectionPool
+from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
@@ -106,7 +106,7 @@ class LeadDB:
         work: Callable[[TenantUnitOfWork], Awaitable[T]],
         *,
         actor: uuid.UUID | None = None,
-        attempts: int = 3,
+        attempts: int = TRANSACTION_ATTEMPTS,
     ) -> T:
         """Run ``work`` in a new tenant unit of work and commit it, retrying the whole unit of
         work when PostgreSQL reports a serialization failure or a deadlock (RetryableError).
@@ -123,8 +123,7 @@ class LeadDB:
             except RetryableError:
                 if attempt == attempts:
                     raise
-                # Jitter, so the transactions that collided do not collide again in step.
-                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311
+                await asyncio.sleep(TRANSACTION_CONFLICT.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:

@@ -45,6 +45,7 @@ from leaddb.cache.keys import (
     value_key,
 )
 from leaddb.connections.lean_redis import LeanRedis
+from leaddb.connections.retry import REDIS_OUTAGE
 
 logger = logging.getLogger("leaddb.cache")
 
@@ -128,7 +129,7 @@ class _Breaker:
             # outage is one failure, or a short blip would switch the cache off for long.
             return
         self.failures += 1
-        self.open_until = now + min(0.25 * 2 ** min(self.failures, 7), 30.0)
+        self.open_until = now + REDIS_OUTAGE.delay(self.failures)
 
     def succeeded(self) -> bool:
         """Record a success; True when this ends an outage."""

@@ -1,19 +1,22 @@
 """Turning asyncpg's exceptions into leaddb's errors: the one place that mapping lives.
 
 ``translate`` is the table; ``mapped`` applies it to whatever an ``except`` caught; ``run``
-awaits a driver call with its errors mapped.
+awaits a driver call with its errors mapped. ``redis_errors`` does the same for Redis calls whose
+failure the caller must see (the sessions; the cache instead degrades to PostgreSQL).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 from asyncpg import exceptions as pgerr
 from asyncpg.exceptions import _base as pgbase
+from redis.exceptions import RedisError
 
 from leaddb.errors import (
     ConflictError,
@@ -165,3 +168,14 @@ async def run(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         if translated is None:
             raise
         raise translated from error
+
+
+@contextmanager
+def redis_errors(action: str) -> Iterator[None]:
+    """Turn Redis client exceptions into ConnectionFailedError (the original is ``__cause__``)."""
+    try:
+        yield
+    except (RedisError, OSError) as error:  # OSError covers TimeoutError and refused sockets
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+        raise ConnectionFailedError(f"Redis could not {action}: {detail}") from error

@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 import itertools
 import operator
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,6 +31,7 @@ from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidFilterError
 from leaddb.models.base import new_id
 from leaddb.repositories.collector import CollectorPause
+from leaddb.rows.jsontext import pg_json_default
 from leaddb.sql import statements
 
 if TYPE_CHECKING:
@@ -96,20 +95,6 @@ def bulk_defaults(table: Table, columns: Sequence[str]) -> dict[str, Any] | None
     return defaults
 
 
-def json_default(value: object) -> object:
-    """What orjson does not encode itself, written as ``to_jsonb`` writes it (and as PostgreSQL's
-    input functions read it back, for rows sent as JSON)."""
-    if isinstance(value, Decimal):
-        # numeric is a JSON number in to_jsonb, and str() of a finite Decimal is JSON number
-        # text; NaN and the infinities, which JSON has no number for, are strings there too.
-        return orjson.Fragment(str(value).encode()) if value.is_finite() else str(value)
-    if isinstance(value, uuid.UUID):  # asyncpg's UUID class, which orjson does not know
-        return str(value)
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def _visible(row: dict[str, Any]) -> dict[str, Any]:
     if statements.SECRET_COLUMNS.isdisjoint(row):
         return row
@@ -118,7 +103,7 @@ def _visible(row: dict[str, Any]) -> dict[str, Any]:
 
 def audit_image(row: dict[str, Any]) -> bytes:
     """``row`` as JSON text the way ``to_jsonb`` writes it, secret columns left out."""
-    return orjson.dumps(_visible(row), default=json_default, option=orjson.OPT_NAIVE_UTC)
+    return orjson.dumps(_visible(row), default=pg_json_default, option=orjson.OPT_NAIVE_UTC)
 
 
 def jsonb_key_order(names: Iterable[str]) -> tuple[str, ...]:
@@ -144,7 +129,7 @@ class AfterImages:
         values = self._values(row)
         image = dict(zip(self._order, values if len(self._order) > 1 else (values,), strict=True))
         return orjson.Fragment(
-            orjson.dumps({"after": image}, default=json_default, option=orjson.OPT_NAIVE_UTC)
+            orjson.dumps({"after": image}, default=pg_json_default, option=orjson.OPT_NAIVE_UTC)
         )
 
 

@@ -23,9 +23,10 @@ from leaddb.errors import (
     TenantViolationError,
 )
 from leaddb.models.base import new_id
-from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults, json_default
+from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults
 from leaddb.repositories.guard import check_values
 from leaddb.repositories.reads import ModelT, ReadRepository
+from leaddb.rows.jsontext import pg_json_default
 from leaddb.sql import statements
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             ),
         )
         try:
-            document = orjson.dumps(rows, default=json_default, option=orjson.OPT_NAIVE_UTC)
+            document = orjson.dumps(rows, default=pg_json_default, option=orjson.OPT_NAIVE_UTC)
         except TypeError as error:
             raise InvalidValueError(f"{self._shape.entity}: not storable: {error}") from None
         args: list[Any] = list(self._action_and_actor("created")) if self.audited else []

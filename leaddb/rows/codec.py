@@ -36,6 +36,7 @@ from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import AwareDatetime, EmailStr, JsonValue
 
 from leaddb.rows.hydrate import Hydrator, ModelT, enum_lookup
+from leaddb.rows.jsontext import exact_json_default
 
 if TYPE_CHECKING:
     from leaddb.rows.hydrate import Row
@@ -45,13 +46,6 @@ FORMAT = "2"
 
 _REFUSED = (ValueError, TypeError, KeyError, ArithmeticError)
 """What the parsers raise on values this code did not write (ArithmeticError: Decimal)."""
-
-
-def _default(value: object) -> object:
-    # orjson knows uuid.UUID but not asyncpg's faster subclass of it, nor Decimal.
-    if isinstance(value, decimal.Decimal | uuid.UUID):
-        return str(value)
-    raise TypeError(f"cannot cache a {type(value).__name__}")
 
 
 def _plain(annotation: Any) -> Any:
@@ -166,7 +160,7 @@ class RowCodec(Generic[ModelT]):
     def encode(self, row: Row) -> bytes:
         values = [row[name] for name in self._names]
         values.append(self._tag)
-        return orjson.dumps(values, default=_default)
+        return orjson.dumps(values, default=exact_json_default)
 
     def decode_row(self, row: Row) -> ModelT:
         """An instance from a database row (a miss)."""

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 
 import orjson
@@ -22,6 +21,7 @@ from leaddb.models import ActivityAction, LeadSource, LeadStatus, LeadTemperatur
 from leaddb.models.fields import SCORE_MAX, SCORE_MIN, enum_type
 from leaddb.models.organization import TemperatureThresholds
 from leaddb.models.rule_grammar import ParsedRule, RuleScalar, ScoringFieldKind
+from leaddb.rows.jsontext import pg_json_default
 from leaddb.scoring.evaluate import CompiledRule, ascii_lower
 from leaddb.sql.statements import quote
 
@@ -80,9 +80,7 @@ def _fold(expression: str) -> str:
 
 def _json_text(value: RuleScalar) -> str:
     """A JSON scalar as JSON text: numbers keep their exact decimal spelling."""
-    if isinstance(value, Decimal):
-        return str(value)
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value, default=pg_json_default).decode()
 
 
 def condition(rule: ParsedRule, binder: Binder, now: str) -> str:

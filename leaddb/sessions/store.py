@@ -5,16 +5,14 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Final
 
 import redis.asyncio as aioredis
 from pydantic import JsonValue, ValidationError
-from redis.exceptions import RedisError
 
-from leaddb.errors import ConnectionFailedError
+from leaddb.connections.driver_errors import redis_errors
 from leaddb.sessions import scripts
 from leaddb.sessions.models import Session, SessionMetadata, StoredRecord, from_ms
 from leaddb.sessions.tokens import (
@@ -99,7 +97,7 @@ class SessionStore:
         idle_ms = self._idle_ms if ttl is None else _milliseconds(ttl)
         token = new_token(user)
         digest = token_digest(token)
-        with _redis_errors("create a session"):
+        with redis_errors("create a session"):
             # The organization index is written first: a crash between the two calls leaves a
             # user listed without a session (harmless), never a session its organization
             # cannot find.
@@ -133,7 +131,7 @@ class SessionStore:
         parsed = parse_token(token)
         if parsed is None:
             return None
-        with _redis_errors("read a session"):
+        with redis_errors("read a session"):
             reply = await self._slide(
                 keys=[session_key(parsed.user_id, parsed.digest), user_index_key(parsed.user_id)],
                 args=[parsed.digest, "1"],
@@ -153,7 +151,7 @@ class SessionStore:
         parsed = parse_token(token)
         if parsed is None:
             return False
-        with _redis_errors("touch a session"):
+        with redis_errors("touch a session"):
             reply = await self._slide(
                 keys=[session_key(parsed.user_id, parsed.digest), user_index_key(parsed.user_id)],
                 args=[parsed.digest, "0"],
@@ -173,7 +171,7 @@ class SessionStore:
         user = parsed.user_id
         fresh = new_token(user)
         fresh_digest = token_digest(fresh)
-        with _redis_errors("rotate a session"):
+        with redis_errors("rotate a session"):
             rotated = await self._rotate(
                 keys=[
                     session_key(user, parsed.digest),
@@ -189,7 +187,7 @@ class SessionStore:
         parsed = parse_token(token)
         if parsed is None:
             return False
-        with _redis_errors("revoke a session"):
+        with redis_errors("revoke a session"):
             removed = await self._revoke(
                 keys=[session_key(parsed.user_id, parsed.digest), user_index_key(parsed.user_id)],
                 args=[parsed.digest],
@@ -205,7 +203,7 @@ class SessionStore:
         if not is_session_id(session_id):
             return False
         user = _as_uuid(user_id)
-        with _redis_errors("revoke a session"):
+        with redis_errors("revoke a session"):
             removed = await self._revoke_session_id(
                 keys=[user_index_key(user)], args=[session_key_prefix(user), session_id]
             )
@@ -217,7 +215,7 @@ class SessionStore:
         Call it when a user is deactivated, or changes their password.
         """
         user = _as_uuid(user_id)
-        with _redis_errors("revoke a user's sessions"):
+        with redis_errors("revoke a user's sessions"):
             reply = await self._revoke_user(
                 keys=[user_index_key(user)], args=[session_key_prefix(user), ""]
             )
@@ -234,7 +232,7 @@ class SessionStore:
         key = organization_index_key(organization)
         revoked = 0
         batch: builtins.list[uuid.UUID] = []
-        with _redis_errors("revoke an organization's sessions"):
+        with redis_errors("revoke an organization's sessions"):
             # ZSCAN returns every member present for the whole scan, however large the set.
             async for member, _deadline in self._redis.zscan_iter(key, count=_ORGANIZATION_BATCH):
                 user = _maybe_uuid(member)
@@ -253,7 +251,7 @@ class SessionStore:
         Index entries of sessions that expired on their own are removed on the way.
         """
         user = _as_uuid(user_id)
-        with _redis_errors("list a user's sessions"):
+        with redis_errors("list a user's sessions"):
             rows = await self._list(keys=[user_index_key(user)], args=[session_key_prefix(user)])
         sessions = [_session(row) for row in rows]
         return [session for session in sessions if session is not None]
@@ -268,17 +266,6 @@ class SessionStore:
             )
         replies = await pipeline.execute()
         return sum(_int(reply[0]) for reply in replies)
-
-
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    """Turn redis-py's exceptions into ConnectionFailedError (the original is ``__cause__``)."""
-    try:
-        yield
-    except (RedisError, OSError) as error:  # OSError covers TimeoutError and refused sockets
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
-        raise ConnectionFailedError(f"Redis could not {action}: {detail}") from error
 
 
 def _session(row: Sequence[object]) -> Session | None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 import asyncpg
 
 from leaddb.connections.driver_errors import mapped
+from leaddb.connections.retry import FRESH_CONNECTION_ATTEMPTS
 from leaddb.connections.session_role import APP_ROLE
 from leaddb.errors import (
     ConnectionFailedError,
@@ -155,7 +156,7 @@ class UnitOfWork:
         self.check_open()
         # A pooled connection may have died since it was last used (the server restarted);
         # nothing has happened in this unit of work yet, so one fresh connection is safe to try.
-        for attempt in (1, 2):
+        for attempt in range(1, FRESH_CONNECTION_ATTEMPTS + 1):
             connection = await self._acquire()
             # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
             self._connection = connection
@@ -164,7 +165,9 @@ class UnitOfWork:
                 self._begun = True
             except Exception as error:
                 failure = mapped(error)
-                if attempt == 1 and isinstance(failure, ConnectionFailedError):
+                if attempt < FRESH_CONNECTION_ATTEMPTS and isinstance(
+                    failure, ConnectionFailedError
+                ):
                     self._connection = None
                     await self._return_to_pool(connection)
                     continue
