@@ -74,9 +74,10 @@ class LeadDBSettings(BaseSettings):
     )
     echo_sql: bool = False
     bulk_pauses_gc: bool = Field(
-        default=True,
-        description="create_many of 200 rows or more holds back Python's cyclic garbage "
-        "collector while it runs (leaddb.repositories.collector).",
+        default=False,
+        description="Opt-in: create_many of 200 rows or more holds back Python's cyclic garbage "
+        "collector, which is the whole process's, while it runs (leaddb.repositories.collector). "
+        "Off by default: a library changes nothing process-wide unless asked.",
     )
 
     @field_validator("database_url")
