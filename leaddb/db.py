@@ -24,8 +24,8 @@ from sqlalchemy.pool import NullPool
 from leaddb import migrate as migrations
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
-from leaddb.connections.lean_redis import LeanRedis
 from leaddb.connections.pool import ConnectionPool
+from leaddb.connections.redis_transport import cache_transport
 from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
@@ -83,7 +83,7 @@ class LeadDB:
         self.info = info
         self.cursors = CursorCodec(_cursor_key(settings))
         self.cache = CacheStore(
-            LeanRedis(settings.redis_url_value(), timeout=settings.redis_socket_timeout_seconds),
+            cache_transport(settings),
             ttl_ms=settings.cache_ttl_seconds * 1000,
             enabled=settings.cache_enabled,
         )

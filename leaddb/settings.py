@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +52,11 @@ class LeadDBSettings(BaseSettings):
     cache_enabled: bool = True
     cache_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 300
     redis_socket_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
+    redis_client: Literal["lean", "redis-py"] = Field(
+        default="lean",
+        description="The cache's Redis client: lean (LeanRedis, one pipelined connection to a "
+        "single Redis, the fastest) or redis-py (its asyncio client, shared with the sessions).",
+    )
     session_idle_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 7 * 86_400
     session_absolute_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 30 * 86_400
     session_max_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20

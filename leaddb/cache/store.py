@@ -44,7 +44,7 @@ from leaddb.cache.keys import (
     token_key,
     value_key,
 )
-from leaddb.connections.lean_redis import LeanRedis
+from leaddb.connections.redis_transport import RedisTransport
 from leaddb.connections.retry import REDIS_OUTAGE
 
 logger = logging.getLogger("leaddb.cache")
@@ -156,7 +156,7 @@ class Tokens:
 class CacheStore:
     """Shared by every unit of work of one ``LeadDB``."""
 
-    redis: LeanRedis
+    redis: RedisTransport
     ttl_ms: int
     enabled: bool = True
     stats_counters: CacheStats = field(default_factory=CacheStats)

@@ -3,9 +3,10 @@
 * A unit of work whose transaction collided (serialization failure, deadlock) is run again by
   ``LeadDB.run_in_tenant``, after a short random wait (``TRANSACTION_CONFLICT``), so the
   transactions that collided do not collide again in step.
-* Redis that failed is left alone for a growing while (``REDIS_OUTAGE``): the cache's breaker
-  stops calling it, and LeanRedis waits that long before it dials again, so a dead Redis costs
-  nothing per call and is not hammered with connection attempts.
+* Redis that failed is left alone for a growing while: the cache's breaker stops calling it
+  (``REDIS_OUTAGE``), and LeanRedis, once a dial has failed, waits before it dials again
+  (``REDIS_REDIAL``), so a dead Redis costs nothing per call and is not hammered with
+  connection attempts.
 * A pooled connection found dead at a unit of work's first statement is replaced once
   (``FRESH_CONNECTION_ATTEMPTS``): nothing has happened in that unit of work yet.
 """
@@ -39,7 +40,10 @@ TRANSACTION_ATTEMPTS: Final = 3
 """How many times ``LeadDB.run_in_tenant`` runs a unit of work that keeps colliding."""
 
 REDIS_OUTAGE: Final = Backoff(base=0.25, cap=30.0)
-"""How long Redis is left alone after a failure (the cache's breaker, LeanRedis's redial)."""
+"""How long the cache leaves Redis alone after a failure (its breaker)."""
+
+REDIS_REDIAL: Final = Backoff(base=0.05, cap=5.0)
+"""How long LeanRedis waits to dial again after failed dials (the first redial is at once)."""
 
 FRESH_CONNECTION_ATTEMPTS: Final = 2
 """A unit of work's first statement: the pooled connection, then one fresh one."""
