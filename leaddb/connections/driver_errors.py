@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 from asyncpg import exceptions as pgerr
-from asyncpg.exceptions import _base as pgbase
 from redis.exceptions import RedisError
 
 from leaddb.errors import (
@@ -123,8 +122,14 @@ def translate(error: BaseException) -> LeadDBError | None:
         return StatementTimeoutError(f"statement cancelled: {error}")
     if isinstance(error, pgerr.DataError):
         return ConstraintViolationError(f"value refused by PostgreSQL: {error}")
-    if isinstance(error, pgbase.DataError):
-        # asyncpg refused to encode an argument (a value of the wrong type for its column).
+    if (
+        isinstance(error, asyncpg.InterfaceError)
+        and isinstance(error, ValueError)
+        and not isinstance(error, asyncpg.ClientConfigurationError)
+    ):
+        # A value asyncpg's client side refused (asyncpg's private exceptions._base.DataError,
+        # reached through public classes only). asyncpg 0.32 raises the public DataError above
+        # for an argument it cannot encode instead (test_library_internals).
         return InvalidValueError(f"a value cannot be sent to PostgreSQL: {error}")
     if isinstance(error, asyncpg.PostgresConnectionError | pgerr.ConnectionDoesNotExistError):
         return ConnectionFailedError(f"connection to PostgreSQL lost: {error}")

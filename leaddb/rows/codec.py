@@ -32,6 +32,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
 import orjson
+
+# asyncpg's C UUID class (why, and the test that guards it: leaddb.cache.keys): a cached row's
+# ids come back as the same type asyncpg gives a miss, and parse faster than uuid.UUID(str).
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import AwareDatetime, EmailStr, JsonValue
 

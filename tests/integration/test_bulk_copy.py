@@ -192,7 +192,8 @@ async def test_a_batch_cancelled_at_any_point_leaves_nothing_and_a_clean_pool(
         db.pool.get_size()
     )
     in_transaction = await pg.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'leaddb' "
         "AND state LIKE 'idle in transaction%'"
     )
     assert in_transaction == 0

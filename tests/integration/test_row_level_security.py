@@ -294,7 +294,8 @@ async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     stuck = await pg.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'leaddb' "
         "AND state LIKE 'idle in transaction%'"
     )
     assert stuck == 0
