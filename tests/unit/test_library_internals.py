@@ -10,14 +10,15 @@ from datetime import UTC, datetime
 import pytest
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import ValidationError
-from sqlalchemy import inspect
+from sqlalchemy import Select, inspect, select
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlmodel import SQLModel
 from sqlmodel._compat import SQLModelConfig
 
 from leaddb.cache.keys import canonical
-from leaddb.models import Lead, LeadStatus
+from leaddb.models import Lead, LeadStatus, table_of
 from leaddb.rows.hydrate import Hydrator
+from leaddb.sql.compile import compile_cached, compile_sql
 
 
 def lead_row() -> dict[str, object]:
@@ -82,3 +83,24 @@ def test_asyncpg_uuid_class_is_a_uuid_that_formats_the_same() -> None:
     assert str(fast) == str(plain)
     assert canonical(plain) == canonical(fast) == str(plain)
     assert PgUUID(str(plain)) == plain  # the codec parses cached ids so
+
+
+def test_sqlalchemy_cache_key_maps_each_calls_values_onto_the_compiled_shape() -> None:
+    table = table_of(Lead)
+    first, second = uuid.uuid4(), uuid.uuid4()
+
+    def page(tenant: uuid.UUID, score: int) -> Select[tuple[uuid.UUID]]:
+        return select(table.c.id).where(table.c.organization_id == tenant, table.c.score > score)
+
+    key, other = page(first, 1)._generate_cache_key(), page(second, 2)._generate_cache_key()
+    assert key is not None
+    assert other is not None
+    assert key.key == other.key
+    one, one_args = compile_cached(page(first, 1))
+    two, two_args = compile_cached(page(second, 2))
+    assert one is two  # compiled once
+    assert one_args == [first, 1]
+    assert two_args == [second, 2]
+    fresh = compile_sql(page(second, 2))
+    assert fresh.text == two.text
+    assert fresh.args({}) == two_args
