@@ -20,12 +20,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
+    """ruff (lint and formatting) and lint-imports (the layers contract in pyproject)."""
     # Pinned: ruff's formatter output changes between releases, and CI must judge the code,
     # not the day it ran.
-    session.install("ruff==0.17.6")
+    session.install("ruff==0.17.6", "import-linter>=2.1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # Reads leaddb's source from the checkout (the current directory): nothing to install.
+    session.run("lint-imports")
 
 
 @nox.session

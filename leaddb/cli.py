@@ -11,10 +11,10 @@ import typer
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
 
-from leaddb.db import LeadDB, _one_line
+from leaddb.db import LeadDB
 from leaddb.errors import LeadDBError
 from leaddb.seed import register as register_seed
-from leaddb.settings import LeadDBSettings
+from leaddb.settings import LeadDBSettings, settings_problems
 
 app = typer.Typer(
     help="leaddb: the typed async data layer for multi-tenant lead management.",
@@ -50,7 +50,7 @@ def load_settings(database_url: str | None, redis_url: str | None) -> LeadDBSett
             # Re-validate so a bad --database-url fails the same way as a bad variable.
             settings = LeadDBSettings.model_validate({**settings.model_dump(), **overrides})
     except ValidationError as error:
-        fail(_one_line(error))
+        fail(settings_problems(error))
     return settings
 
 

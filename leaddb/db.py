@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import random
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,18 +23,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from leaddb import migrate as migrations
-from leaddb.cache.client import LeanRedis
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
+from leaddb.connections.pool import ConnectionPool
+from leaddb.connections.redis_transport import cache_transport
+from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
+from leaddb.connections.session_role import APP_ROLE, SessionRoles
+from leaddb.connections.tenant_context import ContextSigner
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
 from leaddb.pending import PendingInvalidations
-from leaddb.pool import ConnectionPool
 from leaddb.repositories.pagination import CursorCodec
-from leaddb.session_role import APP_ROLE, SessionRoles
 from leaddb.sessions import SessionStore
-from leaddb.settings import LeadDBSettings, masked_url
-from leaddb.tenant_context import ContextSigner
+from leaddb.settings import LeadDBSettings, masked_url, settings_problems
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class LeadDB:
         self.cursors = CursorCodec(_cursor_key(settings, None))
         self.signer: ContextSigner | None = None
         self.cache = CacheStore(
-            LeanRedis(settings.redis_url_value(), timeout=settings.redis_socket_timeout_seconds),
+            cache_transport(settings),
             ttl_ms=settings.cache_ttl_seconds * 1000,
             enabled=settings.cache_enabled,
         )
@@ -109,7 +109,7 @@ class LeadDB:
         self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
     ) -> TenantUnitOfWork:
         """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail."""
-        return TenantUnitOfWork(self, organization_id, actor_id=actor)
+        return TenantUnitOfWork(self, self._pool, organization_id, actor_id=actor)
 
     async def run_in_tenant(
         self,
@@ -117,7 +117,7 @@ class LeadDB:
         work: Callable[[TenantUnitOfWork], Awaitable[T]],
         *,
         actor: uuid.UUID | None = None,
-        attempts: int = 3,
+        attempts: int = TRANSACTION_ATTEMPTS,
     ) -> T:
         """Run ``work`` in a new tenant unit of work and commit it, retrying the whole unit of
         work when PostgreSQL reports a serialization failure or a deadlock (RetryableError).
@@ -134,13 +134,12 @@ class LeadDB:
             except RetryableError:
                 if attempt == attempts:
                     raise
-                # Jitter, so the transactions that collided do not collide again in step.
-                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311
+                await asyncio.sleep(TRANSACTION_CONFLICT.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:
         """A unit of work for organizations (and cross-tenant user lookup for login)."""
-        return PlatformUnitOfWork(self, actor_id=actor)
+        return PlatformUnitOfWork(self, self._pool, actor_id=actor)
 
     def cache_unit(self) -> UnitCache | None:
         """The cache's share of a new unit of work (None when the cache is off)."""
@@ -159,7 +158,7 @@ class LeadDB:
             try:
                 settings = LeadDBSettings()
             except ValidationError as error:
-                raise ConfigurationError(_one_line(error)) from None
+                raise ConfigurationError(settings_problems(error)) from None
         embedded_pg: EmbeddedPostgres | None = None
         embedded_redis: EmbeddedRedis | None = None
         if settings.database_url is None:
@@ -204,7 +203,7 @@ class LeadDB:
 
     async def _is_active_member(self, user: uuid.UUID, organization: uuid.UUID) -> bool:
         async with self.platform() as uow:
-            connection = await uow._statement_connection()
+            connection = await uow.statement_connection()
             return bool(await connection.fetchval(_ACTIVE_MEMBER, user, organization))
 
     @property
@@ -337,10 +336,10 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> ConnectionPool:
-    """The pool of asyncpg connections the units of work draw from (leaddb.pool).
+    """The pool of asyncpg connections the units of work draw from (leaddb.connections.pool).
 
     SQLAlchemy's engine serves migrations and introspection; the data path runs on asyncpg
-    directly (see leaddb.repositories.sql for why).
+    directly (see leaddb.sql.compile for why).
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
     dsn = url.render_as_string(hide_password=False)
@@ -500,12 +499,3 @@ def _describe(error: BaseException) -> str:
         cause = cause.__cause__
     message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     return f"{type(cause).__name__}: {message}" if message else type(cause).__name__
-
-
-def _one_line(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        name = "LEADDB_" + "_".join(str(part) for part in item["loc"]).upper()
-        message = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(message if message.startswith("LEADDB_") else f"{name}: {message}")
-    return "; ".join(problems)

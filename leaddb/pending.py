@@ -84,7 +84,7 @@ class PendingInvalidations:
             return
         try:
             async with self._db.platform() as uow:
-                connection = await uow._statement_connection()
+                connection = await uow.statement_connection()
                 await connection.execute(_NOTE_EPOCH, tenant)
                 await uow.commit()
         except Exception as error:
@@ -107,7 +107,7 @@ class PendingInvalidations:
     async def _apply(self) -> bool:
         db = self._db
         async with db.platform() as uow:
-            connection = await uow._statement_connection()
+            connection = await uow.statement_connection()
             rows = await connection.fetch(_PENDING)
             if not rows:
                 return True

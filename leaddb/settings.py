@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -52,6 +52,11 @@ class LeadDBSettings(BaseSettings):
     cache_enabled: bool = True
     cache_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 86_400)] = 300
     redis_socket_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
+    redis_client: Literal["lean", "redis-py"] = Field(
+        default="lean",
+        description="The cache's Redis client: lean (LeanRedis, one pipelined connection to a "
+        "single Redis, the fastest) or redis-py (its asyncio client, shared with the sessions).",
+    )
     session_idle_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 7 * 86_400
     session_absolute_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 30 * 86_400
     session_max_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
@@ -89,9 +94,10 @@ class LeadDBSettings(BaseSettings):
     )
     echo_sql: bool = False
     bulk_pauses_gc: bool = Field(
-        default=True,
-        description="create_many of 200 rows or more holds back Python's cyclic garbage "
-        "collector while it runs (leaddb.repositories.collector).",
+        default=False,
+        description="Opt-in: create_many of 200 rows or more holds back Python's cyclic garbage "
+        "collector, which is the whole process's, while it runs (leaddb.repositories.collector). "
+        "Off by default: a library changes nothing process-wide unless asked.",
     )
 
     @field_validator("database_url")
@@ -179,3 +185,13 @@ def masked_url(raw: str) -> str:
         return make_url(raw).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Refused settings as one line, each named by its environment variable."""
+    problems = []
+    for item in error.errors():
+        name = "LEADDB_" + "_".join(str(part) for part in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(message if message.startswith("LEADDB_") else f"{name}: {message}")
+    return "; ".join(problems)

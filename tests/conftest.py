@@ -137,9 +137,17 @@ async def clean_servers(servers: TestServers, database_url: str, table_names: li
         await client.aclose()
 
 
+REDIS_CLIENTS = ("lean", "redis-py")
+"""The cache's Redis transports (LEADDB_REDIS_CLIENT). The cache's test modules run once per
+transport: ``pytestmark = pytest.mark.parametrize("settings", REDIS_CLIENTS, indirect=True)``."""
+
+
 @pytest.fixture
-def settings(servers: TestServers, database_url: str, clean_servers: None) -> LeadDBSettings:
-    return run_settings(database_url, servers.redis_url)
+def settings(
+    request: pytest.FixtureRequest, servers: TestServers, database_url: str, clean_servers: None
+) -> LeadDBSettings:
+    client = getattr(request, "param", "lean")
+    return run_settings(database_url, servers.redis_url, redis_client=client)
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@ from __future__ import annotations
 import functools
 import uuid
 
+# asyncpg's undocumented C UUID class (the type of every uuid asyncpg returns): str() of it
+# measured 45-83 ns against 390-790 ns for uuid.UUID, 200-500 ns converting first; no public
+# name exists. tests/unit/test_library_internals.py fails if an upgrade moves or changes it.
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 
 _PREFIX = "leaddb"

@@ -35,7 +35,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from leaddb.cache.client import LeanRedis
 from leaddb.cache.keys import (
     canonical,
     entity_prefix,
@@ -45,6 +44,8 @@ from leaddb.cache.keys import (
     token_key,
     value_key,
 )
+from leaddb.connections.redis_transport import RedisTransport
+from leaddb.connections.retry import REDIS_OUTAGE
 
 logger = logging.getLogger("leaddb.cache")
 
@@ -128,7 +129,7 @@ class _Breaker:
             # outage is one failure, or a short blip would switch the cache off for long.
             return
         self.failures += 1
-        self.open_until = now + min(0.25 * 2 ** min(self.failures, 7), 30.0)
+        self.open_until = now + REDIS_OUTAGE.delay(self.failures)
 
     def succeeded(self) -> bool:
         """Record a success; True when this ends an outage."""
@@ -155,7 +156,7 @@ class Tokens:
 class CacheStore:
     """Shared by every unit of work of one ``LeadDB``."""
 
-    redis: LeanRedis
+    redis: RedisTransport
     ttl_ms: int
     enabled: bool = True
     stats_counters: CacheStats = field(default_factory=CacheStats)

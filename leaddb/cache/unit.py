@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from leaddb.cache.codec import RowCodec
 from leaddb.cache.store import CacheStore, Tokens
-from leaddb.repositories.hydrate import ModelT
+from leaddb.rows.codec import RowCodec
+from leaddb.rows.hydrate import ModelT
 
 if TYPE_CHECKING:
-    from leaddb.repositories.hydrate import Row
+    from leaddb.rows.hydrate import Row
 
 ORGANIZATION_ENTITY = "organization"
 

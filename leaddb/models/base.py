@@ -32,6 +32,10 @@ from typing import ClassVar, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.schema import SchemaItem
 from sqlmodel import Field, SQLModel
+
+# SQLModel types model_config as its private SQLModelConfig (pydantic's ConfigDict plus its own
+# keys), and mypy --strict refuses a plain ConfigDict there; no cost involved.
+# tests/unit/test_library_internals.py fails if an upgrade moves or changes it.
 from sqlmodel._compat import SQLModelConfig
 from uuid_utils.compat import uuid7
 

@@ -1,7 +1,7 @@
 """Lead scoring: the rules an organization scores its leads with, and the history of scores.
 
 The Create and Update schemas of a rule check its field, operator and value against the rule
-grammar of :mod:`leaddb.scoring.grammar` (imported when a rule is validated: the scoring package
+grammar of :mod:`leaddb.models.rule_grammar` (imported when a rule is validated: the scoring package
 itself builds on these models).
 """
 
@@ -75,7 +75,7 @@ Priority = Annotated[int, Interval(ge=0, le=PRIORITY_MAX)]
 """Order in which rules are evaluated (ascending)."""
 RuleField = Annotated[str, text_field(100, min_length=1)]
 """The lead field a rule looks at: a scorable column or ``custom_fields.<key>``
-(``leaddb.scoring.grammar.SCORING_FIELDS``)."""
+(``leaddb.models.rule_grammar.SCORING_FIELDS``)."""
 ScoreReason = Annotated[str | None, text_field(500)]
 Operator = Annotated[ScoringOperator, enum_field(ScoringOperator)]
 Temperature = Annotated[LeadTemperature, enum_field(LeadTemperature)]
@@ -114,14 +114,14 @@ class LeadScoringRuleCreate(LeadScoringRuleBase, CreateSchema):
     @field_validator("field")
     @classmethod
     def _scorable_field(cls, field: str) -> str:
-        from leaddb.scoring.grammar import rule_target
+        from leaddb.models.rule_grammar import rule_target
 
         rule_target(field)
         return field
 
     @model_validator(mode="after")
     def _valid_condition(self) -> Self:
-        from leaddb.scoring.grammar import parse_rule
+        from leaddb.models.rule_grammar import parse_rule
 
         parse_rule(self.field, self.operator, self.value)
         return self
@@ -141,7 +141,7 @@ class LeadScoringRuleUpdate(UpdateSchema):
     @field_validator("field")
     @classmethod
     def _scorable_field(cls, field: str | None) -> str | None:
-        from leaddb.scoring.grammar import rule_target
+        from leaddb.models.rule_grammar import rule_target
 
         if field is not None:
             rule_target(field)
@@ -154,7 +154,7 @@ class LeadScoringRuleUpdate(UpdateSchema):
         A patch may change the value alone (its field and operator are in the stored rule),
         so only the parts given together can be checked here.
         """
-        from leaddb.scoring.grammar import (
+        from leaddb.models.rule_grammar import (
             check_operand_shape,
             check_operator,
             parse_rule,

@@ -2,7 +2,7 @@
 upsert (inserts are leaddb.repositories.inserts).
 
 Each write is one statement that also writes the audit row
-(leaddb.repositories.change_statements), checks the version where one is expected, and stamps
+(leaddb.sql.change_statements), checks the version where one is expected, and stamps
 the tenant from the unit of work.
 """
 
@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any, Generic
 
+from leaddb.connections.driver_errors import run
 from leaddb.errors import StaleVersionError
 from leaddb.models.base import new_id
-from leaddb.repositories import change_statements, statements
 from leaddb.repositories.inserts import AppendOnlyRepository, CreateT, UpdateT
-from leaddb.repositories.reads import ENTITY_OF_TABLE, ModelT, _run, as_uuid
+from leaddb.repositories.reads import ENTITY_OF_TABLE, ModelT, as_uuid
+from leaddb.sql import change_statements, statements
 
 __all__ = ["AppendOnlyRepository", "CreateT", "Repository", "UpdateT"]
 
@@ -58,7 +59,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._audit_args("updated"))
         connection = await self._connection()
-        row = await _run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql, *args)
         if row is None:
             raise self._not_found(key)
         data = dict(row)
@@ -92,7 +93,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._action_and_actor("updated"))
         connection = await self._connection()
-        written = self._hydrator.many(await _run(connection.fetch, sql, *args))
+        written = self._hydrator.many(await run(connection.fetch, sql, *args))
         by_id = {row.id: row for row in written}
         self._written(*by_id)
         return [by_id[key] for key in keys if key in by_id]
@@ -117,10 +118,10 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if audit:
             args.extend(self._audit_args("deleted"))
         connection = await self._connection()
-        row = await _run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql, *args)
         if row is None:
             if check:
-                actual = await _run(
+                actual = await run(
                     connection.fetchval, statements.current_version(self._shape), *self._key(key)
                 )
                 if actual is not None:
@@ -164,7 +165,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._audit_args("deleted" if deleted else "restored"))
         connection = await self._connection()
-        row = await _run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql, *args)
         if row is None:
             raise self._not_found(key)
         data = dict(row)
@@ -190,7 +191,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
             # The statement says 'created' or 'updated' itself: no action parameter.
             args.extend((self._uow.actor_id, new_id()))
         connection = await self._connection()
-        row = await _run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql, *args)
         result: ModelT = self._hydrator.one(row)
         self._written(row["id"])
         return result

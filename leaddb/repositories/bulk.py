@@ -20,24 +20,23 @@ import asyncio
 import contextlib
 import itertools
 import operator
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Table
 
+from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidFilterError
 from leaddb.models.base import new_id
-from leaddb.repositories import statements
 from leaddb.repositories.collector import CollectorPause
-from leaddb.repositories.reads import _run
+from leaddb.rows.jsontext import pg_json_default
+from leaddb.sql import statements
 
 if TYPE_CHECKING:
     from leaddb.repositories.inserts import AppendOnlyRepository
-    from leaddb.uow import Connection
+    from leaddb.repositories.work import Connection
 
 # The first chunks are small so that PostgreSQL starts early, each built by Python while the one
 # before is inserted; later ones are large enough that their round trips (COPY, INSERT,
@@ -96,20 +95,6 @@ def bulk_defaults(table: Table, columns: Sequence[str]) -> dict[str, Any] | None
     return defaults
 
 
-def json_default(value: object) -> object:
-    """What orjson does not encode itself, written as ``to_jsonb`` writes it (and as PostgreSQL's
-    input functions read it back, for rows sent as JSON)."""
-    if isinstance(value, Decimal):
-        # numeric is a JSON number in to_jsonb, and str() of a finite Decimal is JSON number
-        # text; NaN and the infinities, which JSON has no number for, are strings there too.
-        return orjson.Fragment(str(value).encode()) if value.is_finite() else str(value)
-    if isinstance(value, uuid.UUID):  # asyncpg's UUID class, which orjson does not know
-        return str(value)
-    if isinstance(value, bytes):
-        return "\\x" + value.hex()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 def _visible(row: dict[str, Any]) -> dict[str, Any]:
     if statements.SECRET_COLUMNS.isdisjoint(row):
         return row
@@ -118,7 +103,7 @@ def _visible(row: dict[str, Any]) -> dict[str, Any]:
 
 def audit_image(row: dict[str, Any]) -> bytes:
     """``row`` as JSON text the way ``to_jsonb`` writes it, secret columns left out."""
-    return orjson.dumps(_visible(row), default=json_default, option=orjson.OPT_NAIVE_UTC)
+    return orjson.dumps(_visible(row), default=pg_json_default, option=orjson.OPT_NAIVE_UTC)
 
 
 def jsonb_key_order(names: Iterable[str]) -> tuple[str, ...]:
@@ -144,7 +129,7 @@ class AfterImages:
         values = self._values(row)
         image = dict(zip(self._order, values if len(self._order) > 1 else (values,), strict=True))
         return orjson.Fragment(
-            orjson.dumps({"after": image}, default=json_default, option=orjson.OPT_NAIVE_UTC)
+            orjson.dumps({"after": image}, default=pg_json_default, option=orjson.OPT_NAIVE_UTC)
         )
 
 
@@ -231,23 +216,23 @@ class CopiedInsert:
         if len(bounds) > 1:
             savepoint = f"leaddb_bulk_{next(_savepoint_names)}"
             setup += f"; SAVEPOINT {savepoint}"
-        await _run(connection.execute, setup)
+        await run(connection.execute, setup)
         try:
             defaults = bulk_defaults(self._shape.table, self._columns)
             if defaults is not None:
                 now = None
                 if NOW in defaults.values():
-                    now = await _run(connection.fetchval, "SELECT now()")
+                    now = await run(connection.fetchval, "SELECT now()")
                 self._filled = {
                     name: now if value is NOW else value for name, value in defaults.items()
                 }
             created = await self._insert(self._chunk(rows), bounds)
         except Exception:
             if savepoint is not None and self._bad_item:
-                await _run(connection.execute, f"ROLLBACK TO SAVEPOINT {savepoint}")
+                await run(connection.execute, f"ROLLBACK TO SAVEPOINT {savepoint}")
             raise
         if savepoint is not None:
-            await _run(connection.execute, f"RELEASE SAVEPOINT {savepoint}")
+            await run(connection.execute, f"RELEASE SAVEPOINT {savepoint}")
         return created
 
     async def _insert(self, chunk: _Chunk, bounds: list[tuple[int, int]]) -> list[Any]:
@@ -265,7 +250,7 @@ class CopiedInsert:
         last = len(bounds) - 1
         for index in range(len(bounds)):
             await self._copy(chunk.records, columns)
-            inserting = asyncio.ensure_future(_run(method, sql, *args))
+            inserting = asyncio.ensure_future(run(method, sql, *args))
             following: _Chunk | None = None
             try:
                 # One turn of the loop puts the statement on the wire; the Python work below
@@ -285,7 +270,7 @@ class CopiedInsert:
                 raise
             written = await inserting
             created.extend(self._models(chunk, written))
-            await _run(connection.execute, truncate)
+            await run(connection.execute, truncate)
             repository._uow.record_created(self._shape.entity, chunk.ids)
             if following is not None:
                 chunk = following
@@ -320,7 +305,7 @@ class CopiedInsert:
 
     async def _copy(self, records: list[tuple[Any, ...]], columns: list[str]) -> None:
         connection, scratch = self._connection, self._scratch
-        await _run(
+        await run(
             lambda: connection.copy_records_to_table(
                 scratch, schema_name="pg_temp", records=records, columns=columns
             )

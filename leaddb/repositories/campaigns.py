@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
+from leaddb.connections.driver_errors import run
 from leaddb.models import (
     Campaign,
     CampaignCreate,
@@ -20,7 +21,7 @@ from leaddb.models import (
 from leaddb.repositories.base import Repository
 from leaddb.repositories.filters import keyword
 from leaddb.repositories.pagination import Page
-from leaddb.repositories.reads import _run, as_uuid
+from leaddb.repositories.reads import as_uuid
 
 MAX_ENROLL = 50_000
 
@@ -81,7 +82,7 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
         if len(ids) > MAX_ENROLL:
             raise ValueError(f"enroll at most {MAX_ENROLL} leads per call")
         connection = await self._connection()
-        rows = await _run(
+        rows = await run(
             connection.fetch,
             _ENROLL_SQL,
             self._uow.require_tenant(),
@@ -99,7 +100,7 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
         counts = dict.fromkeys(CampaignLeadStatus, 0)
         if campaign is not None:
             connection = await self._connection()
-            rows = await _run(connection.fetch, _FUNNEL_SQL, self._uow.require_tenant(), campaign)
+            rows = await run(connection.fetch, _FUNNEL_SQL, self._uow.require_tenant(), campaign)
             for row in rows:
                 counts[CampaignLeadStatus(row["status"])] = int(row["n"])
         return Funnel(campaign_id=campaign or uuid.UUID(int=0), counts=counts)

@@ -14,7 +14,8 @@ then runs while Python would be waiting anyway. Ended a chunk earlier, it shared
 the last chunk's building and overran it, delaying the last COPY. Pauses are counted, so
 batches side by side (other tasks, other threads) switch the collector back on only when the
 last of them ends, and never if it was off when the first began.
-``LEADDB_BULK_PAUSES_GC=false`` turns pausing off.
+The collector belongs to the whole process, and a library changes nothing process-wide unless
+asked: pausing is off by default, and ``LEADDB_BULK_PAUSES_GC=true`` turns it on.
 """
 
 from __future__ import annotations

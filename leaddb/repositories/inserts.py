@@ -1,7 +1,7 @@
 """The generic repository's inserts: create one, and create many (one statement reading a JSON
 array for a few rows; COPY in chunks for more, in leaddb.repositories.bulk).
 
-Each insert is one statement that also writes the audit rows (leaddb.repositories.statements)
+Each insert is one statement that also writes the audit rows (leaddb.sql.statements)
 and stamps the tenant from the unit of work.
 """
 
@@ -16,19 +16,21 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 import orjson
 from pydantic import BaseModel
 
+from leaddb.connections.driver_errors import run
 from leaddb.errors import (
     InvalidFilterError,
     InvalidValueError,
     TenantViolationError,
 )
 from leaddb.models.base import new_id
-from leaddb.repositories import statements
-from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults, json_default
+from leaddb.repositories.bulk import NOW, CopiedInsert, audit_image, bulk_defaults
 from leaddb.repositories.guard import check_values
-from leaddb.repositories.reads import ModelT, ReadRepository, _run
+from leaddb.repositories.reads import ModelT, ReadRepository
+from leaddb.rows.jsontext import pg_json_default
+from leaddb.sql import statements
 
 if TYPE_CHECKING:
-    from leaddb.uow import Connection
+    from leaddb.repositories.work import Connection
 
 CreateT = TypeVar("CreateT", bound=BaseModel)
 UpdateT = TypeVar("UpdateT", bound=BaseModel)
@@ -147,7 +149,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             if constants is not None:
                 args.append(audit_image({**constants, **values}).decode())
         connection = await self._connection()
-        row = await _run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql, *args)
         created: ModelT = self._hydrator.one(row)
         self._uow.record_created(self._shape.entity, (row["id"],))
         return created
@@ -185,11 +187,11 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             ),
         )
         try:
-            document = orjson.dumps(rows, default=json_default, option=orjson.OPT_NAIVE_UTC)
+            document = orjson.dumps(rows, default=pg_json_default, option=orjson.OPT_NAIVE_UTC)
         except TypeError as error:
             raise InvalidValueError(f"{self._shape.entity}: not storable: {error}") from None
         args: list[Any] = list(self._action_and_actor("created")) if self.audited else []
-        written = self._hydrator.many(await _run(connection.fetch, sql, *args, document.decode()))
+        written = self._hydrator.many(await run(connection.fetch, sql, *args, document.decode()))
         # RETURNING promises no order; give the rows back in the caller's.
         by_id = {row.id: row for row in written}
         self._uow.record_created(self._shape.entity, by_id)

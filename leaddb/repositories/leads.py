@@ -6,11 +6,12 @@ import builtins
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import JsonValue
 from sqlalchemy import ColumnElement, Table, func, or_, select
 
+from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidFilterError
 from leaddb.models import (
     Communication,
@@ -44,8 +45,13 @@ from leaddb.repositories.filters import (
     keyword,
 )
 from leaddb.repositories.pagination import Page
-from leaddb.repositories.reads import _run, as_uuid
-from leaddb.repositories.sql import compile_sql
+from leaddb.repositories.reads import as_uuid
+from leaddb.sql.compile import compile_sql
+
+if TYPE_CHECKING:
+    from leaddb.repositories.communications import CommunicationRepository
+    from leaddb.repositories.users import UserRepository
+    from leaddb.repositories.work import Work
 
 OPEN_STATUSES = tuple(status for status in LeadStatus if status not in {"won", "lost"})
 
@@ -82,10 +88,27 @@ class _EngagedBefore:
         return or_(column.is_(None), column < self.moment)
 
 
+class LeadSiblings(Protocol):
+    """The repositories of the same unit of work that lead operations also write or read."""
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def assignments(self) -> LeadAssignmentRepository: ...
+
+    @property
+    def communications(self) -> CommunicationRepository: ...
+
+
 class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
     """Leads of one organization."""
 
     model: ClassVar[type[Lead]] = Lead
+
+    def __init__(self, uow: Work, *, siblings: LeadSiblings) -> None:
+        super().__init__(uow)
+        self._siblings = siblings
 
     async def list(
         self,
@@ -155,7 +178,7 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         owner_ids = {lead.owner_id for lead in leads if lead.owner_id is not None}
         if not owner_ids:
             return {}
-        users = self._uow.users  # type: ignore[attr-defined]
+        users = self._siblings.users
         found: builtins.list[User] = await users.get_many(owner_ids)
         return {user.id: user for user in found}
 
@@ -169,7 +192,7 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         )
         compiled = compile_sql(statement)
         connection = await self._connection()
-        row = await _run(connection.fetchrow, compiled.text, *compiled.args({}))
+        row = await run(connection.fetchrow, compiled.text, *compiled.args({}))
         return None if row is None else self._hydrator.one(row)
 
     async def search(self, terms: str, *, limit: int = 20) -> builtins.list[Lead]:
@@ -195,7 +218,7 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
     ) -> LeadAssignment:
         """Give the lead to a user: close the active assignment, open a new one, set the owner."""
         lead = await self.get_one(lead_id)
-        assignments = self._uow.assignments  # type: ignore[attr-defined]
+        assignments = self._siblings.assignments
         await assignments.close_active(lead.id)
         assignment: LeadAssignment = await assignments.create(
             LeadAssignmentCreate(
@@ -209,11 +232,11 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
 
     async def record_communication(self, data: CommunicationCreate) -> Communication:
         """Store a communication and move the lead's last engagement forward to it."""
-        communications = self._uow.communications  # type: ignore[attr-defined]
+        communications = self._siblings.communications
         communication: Communication = await communications.create(data)
         moment = communication.sent_at or communication.created_at
         connection = await self._connection()
-        changed = await _run(
+        changed = await run(
             connection.fetchval,
             "UPDATE leads SET last_engagement_at = $3 WHERE organization_id = $1 AND id = $2 "
             "AND (last_engagement_at IS NULL OR last_engagement_at < $3) RETURNING id",
@@ -245,7 +268,7 @@ class LeadNoteRepository(Repository[LeadNote, LeadNoteCreate, LeadNoteUpdate]):
         )
         compiled = compile_sql(statement)
         connection = await self._connection()
-        rows = await _run(connection.fetch, compiled.text, *compiled.args({}))
+        rows = await run(connection.fetch, compiled.text, *compiled.args({}))
         return self._hydrator.many(rows)
 
 
@@ -260,7 +283,7 @@ class LeadAssignmentRepository(
     async def close_active(self, lead_id: uuid.UUID) -> LeadAssignment | None:
         """End the lead's active assignment, if it has one."""
         connection = await self._connection()
-        row = await _run(
+        row = await run(
             connection.fetchrow,
             "SELECT id FROM lead_assignments WHERE organization_id = $1 AND lead_id = $2 "
             "AND unassigned_at IS NULL FOR UPDATE",

@@ -8,10 +8,10 @@ from typing import ClassVar
 
 from sqlalchemy import select
 
+from leaddb.connections.driver_errors import run
 from leaddb.models import Organization, OrganizationCreate, OrganizationUpdate
 from leaddb.repositories.base import Repository
-from leaddb.repositories.reads import _run
-from leaddb.repositories.sql import compile_sql
+from leaddb.sql.compile import compile_sql
 
 
 class OrganizationRepository(Repository[Organization, OrganizationCreate, OrganizationUpdate]):
@@ -58,5 +58,5 @@ class OrganizationRepository(Repository[Organization, OrganizationCreate, Organi
         table = self.table
         compiled = compile_sql(select(*table.c).where(table.c.slug == slug))
         connection = await self._connection()
-        row = await _run(connection.fetchrow, compiled.text, *compiled.args({}))
+        row = await run(connection.fetchrow, compiled.text, *compiled.args({}))
         return None if row is None else self._hydrator.one(row)

@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from leaddb.errors import InvalidCursorError
+from leaddb.rows.jsontext import exact_json_default
 
 ItemT = TypeVar("ItemT")
 
@@ -45,7 +46,7 @@ class Page(Generic[ItemT]):
 
 def _encode_value(value: object) -> object:
     if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
+        return exact_json_default(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if value is None or isinstance(value, bool | int | float | str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -19,22 +19,22 @@ from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select
 from sqlalchemy.exc import ArgumentError, CompileError
 from sqlmodel import SQLModel
 
-from leaddb.cache.codec import RowCodec
+from leaddb.connections.driver_errors import run
 from leaddb.errors import (
     InvalidFilterError,
     NotFoundError,
 )
-from leaddb.repositories import statements
-from leaddb.repositories.dberrors import translate
 from leaddb.repositories.filters import Filter
-from leaddb.repositories.hydrate import Hydrator
 from leaddb.repositories.pagination import Page
-from leaddb.repositories.sql import compile_cached
+from leaddb.rows.codec import RowCodec
+from leaddb.rows.hydrate import Hydrator
+from leaddb.sql import statements
+from leaddb.sql.compile import compile_cached
 
 if TYPE_CHECKING:
     from asyncpg import Record
 
-    from leaddb.uow import Connection, UnitOfWork
+    from leaddb.repositories.work import Connection, Work
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
@@ -51,21 +51,6 @@ _ORDER_KINDS: dict[type[Any], type[Any]] = {
     Decimal: Decimal,
     str: str,
 }
-
-
-async def _run(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """``await method(*args)`` with driver errors turned into leaddb errors.
-
-    The call itself is inside the ``try``: asyncpg raises at call time, not at await time,
-    when the connection was lost and the pool has already taken it back.
-    """
-    try:
-        return await method(*args)
-    except Exception as error:
-        mapped = translate(error)
-        if mapped is None:
-            raise
-        raise mapped from error
 
 
 def after_position(
@@ -151,7 +136,7 @@ class ReadRepository(Generic[ModelT]):
                 column.name in statements.SECRET_COLUMNS for column in table.columns
             )
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: Work) -> None:
         self._uow = uow
 
     # -- helpers -------------------------------------------------------------------------
@@ -176,7 +161,7 @@ class ReadRepository(Generic[ModelT]):
         return NotFoundError(self._shape.entity, str(id))
 
     async def _connection(self) -> Connection:
-        return await self._uow._statement_connection()
+        return await self._uow.statement_connection()
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -217,8 +202,8 @@ class ReadRepository(Generic[ModelT]):
             ("get", include_deleted),
             lambda: statements.select_by_key(self._shape, include_deleted=include_deleted),
         )
-        connection = self._uow._connection or await self._connection()
-        row: Record | None = await _run(connection.fetchrow, sql, *self._key(key))
+        connection = await self._connection()
+        row: Record | None = await run(connection.fetchrow, sql, *self._key(key))
         return row
 
     async def get_one(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT:
@@ -283,7 +268,7 @@ class ReadRepository(Generic[ModelT]):
         if self._shape.tenant_scoped:
             params.insert(0, self._uow.require_tenant())
         connection = await self._connection()
-        rows: builtins.list[Record] = await _run(connection.fetch, sql, *params)
+        rows: builtins.list[Record] = await run(connection.fetch, sql, *params)
         return rows
 
     def _base_select(self, filters: Sequence[Filter], include_deleted: bool) -> Select[Any]:
@@ -344,7 +329,7 @@ class ReadRepository(Generic[ModelT]):
         statement = statement.order_by(*ordering).limit(limit + 1)
         compiled, args = compile_cached(statement)
         connection = await self._connection()
-        rows = await _run(connection.fetch, compiled.text, *args)
+        rows = await run(connection.fetch, compiled.text, *args)
         items: list[ModelT] = self._hydrator.many(rows[:limit])
         next_cursor = None
         if len(rows) > limit:
@@ -358,7 +343,7 @@ class ReadRepository(Generic[ModelT]):
         statement = select(func.count()).select_from(inner.subquery())
         compiled, args = compile_cached(statement)
         connection = await self._connection()
-        value = await _run(connection.fetchval, compiled.text, *args)
+        value = await run(connection.fetchval, compiled.text, *args)
         return int(value)
 
     async def exists(self, *filters: Filter, include_deleted: bool = False) -> bool:
@@ -367,4 +352,4 @@ class ReadRepository(Generic[ModelT]):
         statement = select(inner.exists())
         compiled, args = compile_cached(statement)
         connection = await self._connection()
-        return bool(await _run(connection.fetchval, compiled.text, *args))
+        return bool(await run(connection.fetchval, compiled.text, *args))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
+from leaddb.connections.driver_errors import run
 from leaddb.models import LeadScoringRule, LeadScoringRuleCreate, LeadScoringRuleUpdate
 from leaddb.repositories.base import Repository
 from leaddb.repositories.filters import Eq
-from leaddb.repositories.reads import _run, as_uuid
+from leaddb.repositories.reads import as_uuid
 
 _CONDITION = frozenset({"field", "operator", "value"})
 # The row lock keeps a concurrent patch of another part of the condition from landing between
@@ -46,7 +47,7 @@ class LeadScoringRuleRepository(
             if key is None:
                 raise self._not_found(id)
             connection = await self._connection()
-            row = await _run(connection.fetchrow, _LOCK_RULE, self._uow.require_tenant(), key)
+            row = await run(connection.fetchrow, _LOCK_RULE, self._uow.require_tenant(), key)
             if row is None:
                 raise self._not_found(key)
             merged = dict(row)

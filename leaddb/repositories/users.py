@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import SecretStr
 from sqlalchemy import Select, func, select
 
+from leaddb.connections.driver_errors import run
 from leaddb.models import User, UserCreate, UserUpdate, table_of
 from leaddb.passwords import hash_password, verify_password
 from leaddb.repositories.base import Repository
-from leaddb.repositories.hydrate import Hydrator
-from leaddb.repositories.reads import _run, as_uuid
-from leaddb.repositories.sql import compile_sql
+from leaddb.repositories.reads import as_uuid
+from leaddb.rows.hydrate import Hydrator
+from leaddb.sql.compile import compile_sql
 
 if TYPE_CHECKING:
-    from leaddb.uow import UnitOfWork
+    from leaddb.repositories.work import Work
 
 
 def _hash_password_field(values: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +73,7 @@ class UserRepository(Repository[User, UserCreate, UserUpdate]):
         )
         compiled = compile_sql(statement)
         connection = await self._connection()
-        row = await _run(connection.fetchrow, compiled.text, *compiled.args({}))
+        row = await run(connection.fetchrow, compiled.text, *compiled.args({}))
         return None if row is None else self._hydrator.one(row)
 
 
@@ -84,13 +85,13 @@ class PlatformUserRepository:
 
     _hydrator: ClassVar[Hydrator[User]] = Hydrator(User)
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: Work) -> None:
         self._uow = uow
 
     async def _rows(self, statement: Select[Any]) -> list[User]:
         compiled = compile_sql(statement)
-        connection = await self._uow._statement_connection()
-        rows = await _run(connection.fetch, compiled.text, *compiled.args({}))
+        connection = await self._uow.statement_connection()
+        rows = await run(connection.fetch, compiled.text, *compiled.args({}))
         return self._hydrator.many(rows)
 
     async def get(self, user_id: uuid.UUID) -> User | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
+from leaddb.connections.driver_errors import run
 from leaddb.models import CampaignPerformance, LeadPipeline
-from leaddb.repositories.reads import _run
 
 if TYPE_CHECKING:
-    from leaddb.uow import UnitOfWork
+    from leaddb.repositories.work import Work
 
 _PIPELINE_SQL = (
     "SELECT organization_id, status, lead_count, average_score, total_estimated_value, "
@@ -25,13 +25,13 @@ _CAMPAIGNS_SQL = (
 class ViewRepository:
     """``lead_pipeline`` and ``campaign_performance`` for this tenant."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: Work) -> None:
         self._uow = uow
 
     async def pipeline(self) -> list[LeadPipeline]:
         """Live leads by status: count, average score, total value, won and lost."""
-        connection = await self._uow._statement_connection()
-        rows = await _run(connection.fetch, _PIPELINE_SQL, self._uow.require_tenant())
+        connection = await self._uow.statement_connection()
+        rows = await run(connection.fetch, _PIPELINE_SQL, self._uow.require_tenant())
         return [LeadPipeline.model_validate(dict(row)) for row in rows]
 
     async def campaign_performance(
@@ -41,6 +41,6 @@ class ViewRepository:
         sql, args = _CAMPAIGNS_SQL, [self._uow.require_tenant()]
         if campaign_id is not None:
             sql, args = sql + " AND campaign_id = $2", [*args, campaign_id]
-        connection = await self._uow._statement_connection()
-        rows = await _run(connection.fetch, sql + " ORDER BY name, campaign_id", *args)
+        connection = await self._uow.statement_connection()
+        rows = await run(connection.fetch, sql + " ORDER BY name, campaign_id", *args)
         return [CampaignPerformance.model_validate(dict(row)) for row in rows]

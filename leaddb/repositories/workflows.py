@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, JsonValue
 
+from leaddb.connections.driver_errors import run
 from leaddb.models import (
     Workflow,
     WorkflowCreate,
@@ -18,7 +19,6 @@ from leaddb.models import (
     WorkflowUpdate,
 )
 from leaddb.repositories.base import Repository
-from leaddb.repositories.reads import _run
 
 _STATS_SQL = """
 SELECT w.id AS workflow_id, w.name,
@@ -68,7 +68,7 @@ class WorkflowRepository(Repository[Workflow, WorkflowCreate, WorkflowUpdate]):
     async def stats(self) -> list[WorkflowStats]:
         """Executions, success rate and mean duration of every workflow."""
         connection = await self._connection()
-        rows = await _run(connection.fetch, _STATS_SQL, self._uow.require_tenant())
+        rows = await run(connection.fetch, _STATS_SQL, self._uow.require_tenant())
         return [
             WorkflowStats(
                 workflow_id=row["workflow_id"],

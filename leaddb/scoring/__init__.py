@@ -7,12 +7,10 @@
         summary = await uow.scoring.rescore_organization()   # RescoreSummary(scored, changed, ...)
         await uow.commit()
 
-The rule grammar (fields, operators, values, semantics) is :mod:`leaddb.scoring.grammar`.
+The rule grammar (fields, operators, values, semantics) is :mod:`leaddb.models.rule_grammar`.
 """
 
-from leaddb.scoring.engine import ScoringEngine
-from leaddb.scoring.evaluate import CompiledRule, ScoringRules
-from leaddb.scoring.grammar import (
+from leaddb.models.rule_grammar import (
     OPERATORS_BY_KIND,
     SCORING_FIELDS,
     ParsedRule,
@@ -20,6 +18,8 @@ from leaddb.scoring.grammar import (
     ScoringFieldKind,
     parse_rule,
 )
+from leaddb.scoring.engine import ScoringEngine
+from leaddb.scoring.evaluate import CompiledRule, ScoringRules
 from leaddb.scoring.results import LeadRescore, RescoreSummary, RuleMatch, ScoreResult, SkippedRule
 
 __all__ = [

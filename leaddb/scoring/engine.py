@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import orjson
 from pydantic import JsonValue
 
+from leaddb.connections.driver_errors import run
 from leaddb.errors import NotFoundError
 from leaddb.models import Lead, LeadBase, LeadScoreHistory, LeadScoringRule, Organization
 from leaddb.models.base import table_of
 from leaddb.models.organization import TemperatureThresholds
-from leaddb.repositories.hydrate import Hydrator
-from leaddb.repositories.reads import _run, as_uuid
-from leaddb.repositories.statements import quote
+from leaddb.repositories.reads import as_uuid
+from leaddb.rows.hydrate import Hydrator
 from leaddb.scoring.evaluate import ScoringRules, score_lead, utc_now
 from leaddb.scoring.results import LeadRescore, RescoreSummary, ScoreResult
 from leaddb.scoring.sql import (
@@ -31,9 +31,11 @@ from leaddb.scoring.sql import (
     rescore_lead_statement,
     rescore_organization_statement,
 )
+from leaddb.sql.statements import quote
 
 if TYPE_CHECKING:
-    from leaddb.uow import TenantUnitOfWork
+    from leaddb.repositories.scoring_rules import LeadScoringRuleRepository
+    from leaddb.repositories.work import TenantWork
 
 __all__ = ["ScoringEngine"]
 
@@ -63,14 +65,15 @@ class ScoringEngine:
     security); nothing is committed until ``uow.commit()``, which also invalidates the cache.
     """
 
-    def __init__(self, uow: TenantUnitOfWork) -> None:
+    def __init__(self, uow: TenantWork, rules: LeadScoringRuleRepository) -> None:
         self._uow = uow
+        self._rules = rules
 
     async def thresholds(self) -> TemperatureThresholds:
         """The organization's temperature bands (defaults: cold < 30 <= warm < 70 <= hot)."""
         uow = self._uow
-        connection = await uow._statement_connection()
-        row = await _run(connection.fetchrow, _SELECT_ORGANIZATION, uow.require_tenant())
+        connection = await uow.statement_connection()
+        row = await run(connection.fetchrow, _SELECT_ORGANIZATION, uow.require_tenant())
         if row is None:
             raise NotFoundError(Organization.__entity_name__, str(uow.tenant_id))
         return _organizations.one(row).temperature_thresholds()
@@ -78,7 +81,7 @@ class ScoringEngine:
     async def load_rules(self) -> ScoringRules:
         """The active rules, parsed and in evaluation order, with the temperature bands:
         load once, then ``score()`` any number of leads with them."""
-        rules = await self._uow.scoring_rules.active()
+        rules = await self._rules.active()
         return ScoringRules.parse(rules, await self.thresholds())
 
     def score(
@@ -126,8 +129,8 @@ class ScoringEngine:
     ) -> LeadRescore:
         uow = self._uow
         tenant = uow.require_tenant()
-        connection = await uow._statement_connection()
-        row = await _run(connection.fetchrow, _SELECT_LEAD, tenant, key)
+        connection = await uow.statement_connection()
+        row = await run(connection.fetchrow, _SELECT_LEAD, tenant, key)
         if row is None:
             raise NotFoundError(LEAD_ENTITY, str(key))
         lead = _leads.one(row)
@@ -155,7 +158,7 @@ class ScoringEngine:
             }
             args += [uow.actor_id, orjson.dumps(changes).decode()]
         sql = _RESCORE_LEAD_AUDITED if audit else _RESCORE_LEAD
-        written = await _run(connection.fetchrow, sql, *args)
+        written = await run(connection.fetchrow, sql, *args)
         if written is None:  # cannot happen while the row lock is held
             raise NotFoundError(LEAD_ENTITY, str(key))
         data = dict(written)
@@ -188,8 +191,8 @@ class ScoringEngine:
             thresholds=rules.thresholds,
             reason=RESCORE_ORGANIZATION_REASON,
         )
-        connection = await uow._statement_connection()
-        row = await _run(connection.fetchrow, statement.text, *statement.args)
+        connection = await uow.statement_connection()
+        row = await run(connection.fetchrow, statement.text, *statement.args)
         # Which leads changed is not listed (that would cost a row per lead): the cache drops
         # this tenant's cached leads wholesale at commit, and history rows are read from the
         # transaction until then.
@@ -222,7 +225,7 @@ class ScoringEngine:
             "skipped": [str(skipped.rule_id) for skipped in rules.skipped],
             "now": moment.isoformat(),
         }
-        audit_id = await _run(
+        audit_id = await run(
             connection.fetchval,
             ORGANIZATION_AUDIT,
             tenant,

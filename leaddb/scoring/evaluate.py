@@ -1,6 +1,6 @@
 """Scoring in Python: parsed rule sets, and the score of one lead under them.
 
-The semantics are those of :mod:`leaddb.scoring.grammar`, and :mod:`leaddb.scoring.sql` compiles
+The semantics are those of :mod:`leaddb.models.rule_grammar`, and :mod:`leaddb.scoring.sql` compiles
 the very same semantics into SQL; a property test checks that both give the same scores.
 """
 
@@ -20,8 +20,8 @@ from leaddb.errors import InvalidValueError
 from leaddb.models import LeadBase, LeadScoringRule
 from leaddb.models.fields import SCORE_MAX, SCORE_MIN
 from leaddb.models.organization import DEFAULT_TEMPERATURE_THRESHOLDS, TemperatureThresholds
+from leaddb.models.rule_grammar import ParsedRule, RuleScalar, ScoringFieldKind, parse_rule
 from leaddb.models.scoring import POINTS_MAX, POINTS_MIN
-from leaddb.scoring.grammar import ParsedRule, RuleScalar, ScoringFieldKind, parse_rule
 from leaddb.scoring.results import RuleMatch, ScoreResult, SkippedRule
 
 __all__ = ["CompiledRule", "ScoringRules", "ascii_lower", "clamp", "matches", "score_lead"]

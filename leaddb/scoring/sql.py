@@ -1,7 +1,7 @@
 """Scoring in SQL: rule conditions compiled to expressions, and the statements of the engine.
 
 Nothing a caller wrote is ever spliced into the SQL text: column names come from the rule
-grammar's allow-list (:data:`leaddb.scoring.grammar.SCORING_FIELDS`) and are quoted, the
+grammar's allow-list (:data:`leaddb.models.rule_grammar.SCORING_FIELDS`) and are quoted, the
 constants (enum type names, audit action) come from this package's own code, and every rule
 value, custom-field key, point count, threshold and ``now`` is a ``$n`` bind parameter.
 :func:`condition` is the SQL twin of :func:`leaddb.scoring.evaluate.matches`.
@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
 
 import orjson
@@ -21,9 +20,10 @@ import orjson
 from leaddb.models import ActivityAction, LeadSource, LeadStatus, LeadTemperature
 from leaddb.models.fields import SCORE_MAX, SCORE_MIN, enum_type
 from leaddb.models.organization import TemperatureThresholds
-from leaddb.repositories.statements import quote
+from leaddb.models.rule_grammar import ParsedRule, RuleScalar, ScoringFieldKind
+from leaddb.rows.jsontext import pg_json_default
 from leaddb.scoring.evaluate import CompiledRule, ascii_lower
-from leaddb.scoring.grammar import ParsedRule, RuleScalar, ScoringFieldKind
+from leaddb.sql.statements import quote
 
 __all__ = [
     "ORGANIZATION_AUDIT",
@@ -80,9 +80,7 @@ def _fold(expression: str) -> str:
 
 def _json_text(value: RuleScalar) -> str:
     """A JSON scalar as JSON text: numbers keep their exact decimal spelling."""
-    if isinstance(value, Decimal):
-        return str(value)
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value, default=pg_json_default).decode()
 
 
 def condition(rule: ParsedRule, binder: Binder, now: str) -> str:

@@ -12,8 +12,8 @@ from typing import Final
 
 import redis.asyncio as aioredis
 from pydantic import JsonValue, ValidationError
-from redis.exceptions import RedisError
 
+from leaddb.connections.driver_errors import redis_errors
 from leaddb.errors import ConnectionFailedError, TenantViolationError
 from leaddb.sessions import scripts
 from leaddb.sessions.models import Session, SessionMetadata, StoredRecord, from_ms
@@ -295,7 +295,7 @@ class SessionStore:
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
         try:
-            with _redis_errors(action):
+            with redis_errors(action):
                 yield
         except ConnectionFailedError:
             self._outage_seen = True
@@ -311,17 +311,6 @@ class SessionStore:
             )
         replies = await pipeline.execute()
         return sum(_int(reply[0]) for reply in replies)
-
-
-@contextmanager
-def _redis_errors(action: str) -> Iterator[None]:
-    """Turn redis-py's exceptions into ConnectionFailedError (the original is ``__cause__``)."""
-    try:
-        yield
-    except (RedisError, OSError) as error:  # OSError covers TimeoutError and refused sockets
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
-        raise ConnectionFailedError(f"Redis could not {action}: {detail}") from error
 
 
 def _session(row: Sequence[object]) -> Session | None:

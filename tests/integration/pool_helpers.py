@@ -10,7 +10,7 @@ import pytest
 from asyncpg import Record
 from conftest import asyncpg_dsn
 
-from leaddb.pool import ConnectionPool
+from leaddb.connections.pool import ConnectionPool
 
 APP = "leaddb-pool-test"
 

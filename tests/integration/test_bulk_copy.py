@@ -192,7 +192,8 @@ async def test_a_batch_cancelled_at_any_point_leaves_nothing_and_a_clean_pool(
         db._pool.get_size()
     )
     in_transaction = await pg.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'leaddb' "
         "AND state LIKE 'idle in transaction%'"
     )
     assert in_transaction == 0
@@ -273,11 +274,20 @@ async def _collections_before_the_last_chunk(
     return events[building:built].count("collection"), events[built:].count("collection")
 
 
-async def test_a_large_batch_holds_the_collector_back_until_its_last_chunk_is_sent(
+async def test_by_default_a_large_batch_leaves_the_processs_collector_alone(
     db: LeadDB, settings: LeadDBSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert settings.bulk_pauses_gc is False
+    before, _ = await _collections_before_the_last_chunk(db, BATCH, monkeypatch)
+    assert before > 100  # collections all along, as without leaddb
+
+
+async def test_a_large_batch_asked_to_holds_the_collector_back_until_its_last_chunk_is_sent(
+    settings: LeadDBSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     events: list[str] = []
-    before, after = await _collections_before_the_last_chunk(db, BATCH, monkeypatch, events)
+    async with await LeadDB.connect(settings.model_copy(update={"bulk_pauses_gc": True})) as db:
+        before, after = await _collections_before_the_last_chunk(db, BATCH, monkeypatch, events)
     assert before == 0
     assert after > 0  # the collector runs again once the rows are built
     # ... and only once the last chunk is sent: its first run, over the whole batch, then
@@ -285,16 +295,14 @@ async def test_a_large_batch_holds_the_collector_back_until_its_last_chunk_is_se
     copies = [index for index, event in enumerate(events) if event == "copy"]
     assert len(copies) == len(chunk_bounds(BATCH)) > 1
     assert copies[-1] < events.index("built")
-    async with await LeadDB.connect(settings.model_copy(update={"bulk_pauses_gc": False})) as free:
-        before, _ = await _collections_before_the_last_chunk(free, BATCH, monkeypatch)
-    assert before > 100  # LEADDB_BULK_PAUSES_GC=false: collections all along
 
 
-async def test_a_batch_that_fails_switches_the_collector_back_on(db: LeadDB) -> None:
-    org = await make_org(db)
-    payloads = lead_payloads(BATCH, prefix="gc-fail")
-    payloads[-1] = payloads[-1].model_copy(update={"first_name": "nul\x00byte"})
-    async with db.tenant(org.id) as uow:
-        with pytest.raises(InvalidValueError):
-            await uow.leads.create_many(payloads)
-        assert gc.isenabled()
+async def test_a_batch_that_fails_switches_the_collector_back_on(settings: LeadDBSettings) -> None:
+    async with await LeadDB.connect(settings.model_copy(update={"bulk_pauses_gc": True})) as db:
+        org = await make_org(db)
+        payloads = lead_payloads(BATCH, prefix="gc-fail")
+        payloads[-1] = payloads[-1].model_copy(update={"first_name": "nul\x00byte"})
+        async with db.tenant(org.id) as uow:
+            with pytest.raises(InvalidValueError):
+                await uow.leads.create_many(payloads)
+            assert gc.isenabled()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from conftest import REDIS_CLIENTS
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from redis.crc import key_slot
@@ -32,6 +33,10 @@ from leaddb.models import (
 from leaddb.repositories.integrations import credentials_cipher
 
 from .factories import PASSWORD, lead_payloads, make_lead, make_org, make_user
+from .own_redis import OwnRedis
+
+# Every test here runs on both Redis transports of the cache.
+pytestmark = pytest.mark.parametrize("settings", REDIS_CLIENTS, indirect=True)
 
 KEY = re.compile(rb"^leaddb:\{([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\}:")
 
@@ -150,8 +155,15 @@ async def test_every_committed_write_is_read_back_after_commit(db: LeadDB) -> No
 
 
 async def test_get_many_of_50_is_one_mget_when_cached_and_sees_every_commit(
-    db: LeadDB, redis_client: aioredis.Redis
+    settings: LeadDBSettings, own_redis: OwnRedis
 ) -> None:
+    # Counted by a Redis server of this test's own: nothing else sends it commands.
+    own = settings.model_copy(update={"redis_url": SecretStr(own_redis.url)})
+    async with await LeadDB.connect(own) as db:
+        await _get_many_of_50(db, aioredis.Redis.from_url(own_redis.url))
+
+
+async def _get_many_of_50(db: LeadDB, probe: aioredis.Redis) -> None:
     org = await make_org(db)
     async with db.tenant(org.id) as uow:
         leads = await uow.leads.create_many(lead_payloads(50, "many"))
@@ -159,18 +171,16 @@ async def test_get_many_of_50_is_one_mget_when_cached_and_sees_every_commit(
     ids = [lead.id for lead in leads]
     async with db.tenant(org.id) as uow:
         assert [lead.id for lead in await uow.leads.get_many(ids)] == ids
-    before = await redis_client.info("commandstats")
-    async with db.tenant(org.id) as uow:
-        found = await uow.leads.get_many(ids)
-    after = await redis_client.info("commandstats")
-
-    def calls(stats: dict[str, Any], command: str) -> int:
-        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
-
+    try:
+        before = await command_calls(probe)
+        async with db.tenant(org.id) as uow:
+            found = await uow.leads.get_many(ids)
+        sent = await command_calls(probe) - before
+    finally:
+        await probe.aclose()
+    sent["info"] -= 1  # the probe's own first INFO
+    assert +sent == Counter({"mget": 1})
     assert [lead.id for lead in found] == ids
-    assert calls(after, "mget") - calls(before, "mget") == 1
-    assert calls(after, "evalsha") - calls(before, "evalsha") == 0
-    assert calls(after, "eval") - calls(before, "eval") == 0
     async with db.tenant(org.id) as uow:
         await uow.leads.update_many(ids[:10], LeadUpdate(company="Bulk"))
         await uow.leads.delete(ids[10])
@@ -243,7 +253,11 @@ async def test_a_unit_of_work_served_from_the_cache_opens_no_transaction(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND application_name = 'leaddb' AND xact_start IS NOT NULL"
     )
-    sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb'"
+    # This database's only: other test runs on the same server open and close their own.
+    sessions = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'leaddb'"
+    )
     before = await pg.fetchval(sessions)
     db.cache.reset_stats()
     async with db.tenant(org.id) as uow:
@@ -339,41 +353,53 @@ async def test_integrations_are_never_cached(
     await assert_nothing_cached(redis_client, b"integration", bytes(cipher), b"sk-very-secret")
 
 
+async def command_calls(client: aioredis.Redis) -> Counter[str]:
+    """Commands the server has run, by name (``INFO commandstats``)."""
+    stats = await client.info("commandstats")
+    return Counter(
+        {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    )
+
+
+async def sent_to_redis(settings: LeadDBSettings, own_redis: OwnRedis) -> Counter[str]:
+    """The commands a LeadDB on a Redis server of this test's own sends it while it reads and
+    writes leads and organizations (counted by that server: nothing else talks to it)."""
+    probe = aioredis.Redis.from_url(own_redis.url)
+    try:
+        async with await LeadDB.connect(
+            settings.model_copy(update={"redis_url": SecretStr(own_redis.url)})
+        ) as db:
+            before = await command_calls(probe)
+            org = await make_org(db)
+            lead = await make_lead(db, org.id)
+            for _ in range(3):
+                assert await read(db, org.id, lead.id) is not None
+            async with db.tenant(org.id) as uow:
+                assert len(await uow.leads.get_many([lead.id])) == 1
+                await uow.leads.update(lead.id, LeadUpdate(score=3))
+                await uow.commit()
+            async with db.tenant(org.id) as uow:
+                await uow.leads.delete(lead.id)
+                await uow.commit()
+            async with db.platform() as platform:
+                assert await platform.organizations.get(org.id) is not None
+            after = await command_calls(probe)
+    finally:
+        await probe.aclose()
+    sent = after - before
+    sent["info"] -= 1  # the probe's own first INFO
+    return +sent
+
+
 async def test_a_disabled_cache_sends_redis_nothing_on_reads_or_commits(
-    settings: LeadDBSettings, monkeypatch: pytest.MonkeyPatch
+    settings: LeadDBSettings, own_redis: OwnRedis
 ) -> None:
-    async with await LeadDB.connect(settings.model_copy(update={"cache_enabled": False})) as db:
-        assert not db.cache.stats().enabled
-        # Count at this LeadDB's own Redis client (server-wide counters would also count
-        # whatever else uses the same Redis): every command, script and pipeline goes through
-        # one of these two methods.
-        sent: list[object] = []
-        execute: Callable[..., Awaitable[Any]] = db.redis.execute_command
-
-        async def counting(*args: Any, **options: Any) -> Any:
-            sent.append(args[0])
-            return await execute(*args, **options)
-
-        monkeypatch.setattr(db.redis, "execute_command", counting)
-
-        def no_pipeline(*args: Any, **options: Any) -> None:
-            sent.append("PIPELINE")
-
-        monkeypatch.setattr(db.redis, "pipeline", no_pipeline)
-        org = await make_org(db)
-        lead = await make_lead(db, org.id)
-        for _ in range(3):
-            assert await read(db, org.id, lead.id) is not None
-        async with db.tenant(org.id) as uow:
-            assert len(await uow.leads.get_many([lead.id])) == 1
-            await uow.leads.update(lead.id, LeadUpdate(score=3))
-            await uow.commit()
-        async with db.tenant(org.id) as uow:
-            await uow.leads.delete(lead.id)
-            await uow.commit()
-        async with db.platform() as platform:
-            assert await platform.organizations.get(org.id) is not None
-    assert sent == []
+    off = await sent_to_redis(settings.model_copy(update={"cache_enabled": False}), own_redis)
+    assert off == Counter()
+    # The same work with the cache on, counted the same way: the count would have seen it.
+    on = await sent_to_redis(settings.model_copy(update={"cache_enabled": True}), own_redis)
+    assert on["mget"] > 0
+    assert on["evalsha"] + on["eval"] > 0
 
 
 async def test_bulk_and_cascading_changes_invalidate(db: LeadDB) -> None:

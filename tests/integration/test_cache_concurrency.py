@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from conftest import REDIS_CLIENTS
 
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import StaleVersionError
@@ -20,6 +21,9 @@ from leaddb.models import Lead, LeadUpdate
 from leaddb.repositories.leads import LeadRepository
 
 from .factories import make_lead, make_org
+
+# Every test here runs on both Redis transports of the cache.
+pytestmark = pytest.mark.parametrize("settings", REDIS_CLIENTS, indirect=True)
 
 DURATION_SECONDS = 4.0
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from conftest import REDIS_CLIENTS
 from pydantic import SecretStr
 
 from leaddb import LeadDB, LeadDBSettings
@@ -21,6 +22,9 @@ from leaddb.models import Lead, LeadCreate, LeadUpdate
 
 from .factories import lead_payloads, make_lead, make_org
 from .own_redis import OwnRedis
+
+# Every test here runs on both Redis transports of the cache.
+pytestmark = pytest.mark.parametrize("settings", REDIS_CLIENTS, indirect=True)
 
 
 @pytest.fixture

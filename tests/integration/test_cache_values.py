@@ -14,12 +14,16 @@ from decimal import Decimal
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from conftest import REDIS_CLIENTS
 
 from leaddb import LeadDB
 from leaddb.cache.keys import value_key
 from leaddb.models import Lead, LeadStatus
 
 from .factories import make_lead, make_org
+
+# Every test here runs on both Redis transports of the cache.
+pytestmark = pytest.mark.parametrize("settings", REDIS_CLIENTS, indirect=True)
 
 
 def assert_same(hit: Lead, miss: Lead) -> None:

@@ -14,10 +14,10 @@ import pytest
 from asyncpg.connection import Connection
 
 from leaddb import LeadDB
+from leaddb.connections.driver_errors import translate
+from leaddb.connections.pool import ConnectionPool
 from leaddb.errors import ConnectionFailedError
 from leaddb.models import LeadUpdate
-from leaddb.pool import ConnectionPool
-from leaddb.repositories.dberrors import translate
 
 from .factories import make_lead, make_org
 

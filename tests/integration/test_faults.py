@@ -38,8 +38,9 @@ async def _organization(db: LeadDB, slug: str) -> Organization:
 
 async def _stuck_transactions(pg: asyncpg.Connection) -> int:
     value = await pg.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "
-        "AND state LIKE 'idle in transaction%'"
+        # This run's database only: other runs on the same server have their own.
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'leaddb' AND state LIKE 'idle in transaction%'"
     )
     return int(value)
 

@@ -1,6 +1,6 @@
-"""leaddb's connection pool (leaddb.pool) against a real PostgreSQL: handing out and taking back
-without a turn of the event loop, waiting in arrival order, timeouts, dead connections, rollback
-on release, expiry (shutdown and cancellation: test_pool_lifecycle.py)."""
+"""leaddb's connection pool (leaddb.connections.pool) against a real PostgreSQL: handing out
+and taking back without a turn of the event loop, waiting in arrival order, timeouts, dead
+connections, rollback on release, expiry (shutdown and cancellation: test_pool_lifecycle.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""leaddb's connection pool (leaddb.pool) against a real PostgreSQL: shutdown, idle expiry,
-cancelled and failed acquires and connects, release of a connection not in use, and counts that
-stay right under a randomized storm of all of these."""
+"""leaddb's connection pool (leaddb.connections.pool) against a real PostgreSQL: shutdown, idle
+expiry, cancelled and failed acquires and connects, release of a connection not in use, and
+counts that stay right under a randomized storm of all of these."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from asyncpg import Record
 
 from leaddb import LeadDB, LeadDBSettings
+from leaddb.connections.pool import ConnectionPool
 from leaddb.errors import ConnectionFailedError
-from leaddb.pool import ConnectionPool
 
 from .pool_helpers import (
     Connect,

@@ -54,6 +54,11 @@ async def test_readme_python_block_runs(
     }
     env["LEADDB_DATABASE_URL"] = settings.database_url.get_secret_value()
     env["LEADDB_REDIS_URL"] = servers.redis_url
+    # The checkout's leaddb, not whichever one the interpreter has installed (an editable install
+    # of another checkout would migrate this run's database to its own head).
+    env["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(README.parent), env.get("PYTHONPATH", "")) if part
+    )
     for attempt in ("first run", "second run"):  # the blocks are safe to run again
         process = await asyncio.create_subprocess_exec(
             sys.executable,

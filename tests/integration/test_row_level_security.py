@@ -186,7 +186,7 @@ async def test_the_role_is_named_at_begin_only_where_the_session_may_not_hold_it
     acme, _ = two_tenants
     db = single
     async with db.tenant(acme.id) as uow:
-        trusted = await uow._statement_connection()
+        trusted = await uow.statement_connection()
         backend = trusted.get_server_pid()
         assert "ROLE" not in await _begin_sent(pg, backend)
         assert (await uow.leads.list()).items
@@ -196,14 +196,14 @@ async def test_the_role_is_named_at_begin_only_where_the_session_may_not_hold_it
         await uow.commit()
     # Given back, its session was reset and the role assumed again: still no switch needed.
     async with db.tenant(acme.id) as uow:
-        connection = await uow._statement_connection()
+        connection = await uow.statement_connection()
         assert connection.get_server_pid() == backend
         assert "ROLE" not in await _begin_sent(pg, backend)
         assert await uow.fetchval("SELECT current_user") == "leaddb_app"
     # A session leaddb cannot vouch for gets the role in its BEGIN.
     db.session_roles.forget(connection)
     async with db.tenant(acme.id) as uow:
-        connection = await uow._statement_connection()
+        connection = await uow.statement_connection()
         assert connection.get_server_pid() == backend
         assert "SET LOCAL ROLE leaddb_app" in await _begin_sent(pg, backend)
         assert await uow.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
@@ -281,7 +281,7 @@ async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
             if raw:  # raw SQL that sheds the role: a reset is due when the connection goes back
                 await uow.execute("RESET ROLE")
             else:
-                await uow._statement_connection()
+                await uow.statement_connection()
             await uow.leads.list()
             if raw:  # committed, the role it shed stays shed until that reset
                 await uow.commit()
@@ -294,7 +294,8 @@ async def test_cancelling_while_the_tenant_is_set_never_leaks_a_transaction(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     stuck = await pg.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb' "
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'leaddb' "
         "AND state LIKE 'idle in transaction%'"
     )
     assert stuck == 0

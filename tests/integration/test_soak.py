@@ -157,7 +157,8 @@ async def test_soak_keeps_the_data_consistent_and_the_cache_fresh(
         )
         elapsed = time.perf_counter() - started
         connections = await pg.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaddb'"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'leaddb'"
         )
         limit = 2 * (settings.pool_size + settings.max_overflow)
         assert connections <= limit

@@ -210,7 +210,7 @@ async def test_each_repository_operation_is_one_statement(db: LeadDB) -> None:
     async with db.tenant(org.id) as uow:
         # leaddb's own connection: raw SQL's may not add a query logger (it would outlive
         # the unit of work on the pooled connection).
-        connection = await uow._statement_connection()
+        connection = await uow.statement_connection()
         queries: list[str] = []
 
         def log(record: LoggedQuery) -> None:

@@ -19,10 +19,10 @@ from asyncpg.pgproto.pgproto import UUID as PgUUID
 from sqlmodel import SQLModel
 
 import leaddb.models as m
-from leaddb.cache.codec import RowCodec
 from leaddb.models.base import table_of
-from leaddb.repositories.hydrate import Hydrator
-from leaddb.repositories.statements import SECRET_COLUMNS
+from leaddb.rows.codec import RowCodec
+from leaddb.rows.hydrate import Hydrator
+from leaddb.sql.statements import SECRET_COLUMNS
 
 CACHED = [
     model for model in m.TABLE_MODELS if not SECRET_COLUMNS & set(table_of(model).columns.keys())
@@ -82,8 +82,8 @@ def test_a_payload_of_another_layout_is_a_miss() -> None:
 def test_the_layout_tag_is_the_same_in_every_process() -> None:
     script = (
         "import sys, orjson, leaddb.models as m\n"
-        "from leaddb.cache.codec import RowCodec\n"
-        "from leaddb.repositories.hydrate import Hydrator\n"
+        "from leaddb.rows.codec import RowCodec\n"
+        "from leaddb.rows.hydrate import Hydrator\n"
         "payload = RowCodec(Hydrator(m.Lead)).encode(dict.fromkeys(m.Lead.model_fields))\n"
         "sys.stdout.write(orjson.loads(payload)[-1])\n"
     )

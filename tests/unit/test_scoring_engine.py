@@ -20,12 +20,14 @@ from leaddb.scoring.evaluate import score_lead
 from leaddb.scoring.sql import rescore_organization_statement
 
 if TYPE_CHECKING:
-    from leaddb.uow import TenantUnitOfWork
+    from leaddb.repositories.scoring_rules import LeadScoringRuleRepository
+    from leaddb.repositories.work import TenantWork
 
 ORG = uuid.UUID("0190b1f2-7c3a-7d4e-8f00-000000000001")
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-engine = ScoringEngine(cast("TenantUnitOfWork", None))  # score() never touches the database
+# score() never touches the database, nor the rules repository.
+engine = ScoringEngine(cast("TenantWork", None), cast("LeadScoringRuleRepository", None))
 
 
 def make_rule(

@@ -13,7 +13,7 @@ from pydantic import JsonValue, ValidationError
 
 from leaddb.models import Lead, LeadScoringRuleCreate, LeadScoringRuleRead, LeadScoringRuleUpdate
 from leaddb.models.base import table_of
-from leaddb.scoring.grammar import (
+from leaddb.models.rule_grammar import (
     MAX_RULE_LIST,
     OPERATORS_BY_KIND,
     SCORING_FIELDS,

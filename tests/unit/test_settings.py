@@ -23,6 +23,17 @@ def test_wrong_scheme_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         LeadDBSettings.from_env(None)
 
 
+def test_the_cache_redis_client_is_lean_unless_redis_py_is_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert LeadDBSettings.model_validate({}).redis_client == "lean"
+    monkeypatch.setenv("LEADDB_REDIS_CLIENT", "redis-py")
+    assert LeadDBSettings.from_env(None).redis_client == "redis-py"
+    monkeypatch.setenv("LEADDB_REDIS_CLIENT", "hiredis")
+    with pytest.raises(ValidationError, match="redis_client"):
+        LeadDBSettings.from_env(None)
+
+
 def test_redis_url_without_scheme_names_the_variable() -> None:
     with pytest.raises(ValidationError, match="LEADDB_REDIS_URL"):
         LeadDBSettings.model_validate({"redis_url": "localhost:6379"})

@@ -1,12 +1,21 @@
-"""Turning asyncpg's exceptions into leaddb's errors."""
+"""Turning asyncpg's exceptions into leaddb's errors: the one place that mapping lives.
+
+``translate`` is the table; ``mapped`` applies it to whatever an ``except`` caught; ``run``
+awaits a driver call with its errors mapped. ``redis_errors`` does the same for Redis calls whose
+failure the caller must see (the sessions; the cache instead degrades to PostgreSQL).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import asyncpg
 from asyncpg import exceptions as pgerr
-from asyncpg.exceptions import _base as pgbase
+from redis.exceptions import RedisError
 
 from leaddb.errors import (
     ConflictError,
@@ -114,8 +123,14 @@ def translate(error: BaseException) -> LeadDBError | None:
         return StatementTimeoutError(f"statement cancelled: {error}")
     if isinstance(error, pgerr.DataError):
         return ConstraintViolationError(f"value refused by PostgreSQL: {error}")
-    if isinstance(error, pgbase.DataError):
-        # asyncpg refused to encode an argument (a value of the wrong type for its column).
+    if (
+        isinstance(error, asyncpg.InterfaceError)
+        and isinstance(error, ValueError)
+        and not isinstance(error, asyncpg.ClientConfigurationError)
+    ):
+        # A value asyncpg's client side refused (asyncpg's private exceptions._base.DataError,
+        # reached through public classes only). asyncpg 0.32 raises the public DataError above
+        # for an argument it cannot encode instead (test_library_internals).
         return InvalidValueError(f"a value cannot be sent to PostgreSQL: {error}")
     if isinstance(error, asyncpg.PostgresConnectionError | pgerr.ConnectionDoesNotExistError):
         return ConnectionFailedError(f"connection to PostgreSQL lost: {error}")
@@ -140,3 +155,37 @@ def translate(error: BaseException) -> LeadDBError | None:
     if isinstance(error, pgerr.PostgresError):
         return LeadDBError(f"database error: {error}")
     return None
+
+
+def mapped(error: BaseException) -> BaseException:
+    """What to raise for ``error``: leaddb's error for a driver exception, else ``error``
+    itself (leaddb's own errors and cancellations pass through)."""
+    if isinstance(error, LeadDBError | asyncio.CancelledError):
+        return error
+    return translate(error) or error
+
+
+async def run(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """``await method(*args)`` with driver errors turned into leaddb errors.
+
+    The call itself is inside the ``try``: asyncpg raises at call time, not at await time,
+    when the connection was lost and the pool has already taken it back.
+    """
+    try:
+        return await method(*args)
+    except Exception as error:
+        translated = translate(error)
+        if translated is None:
+            raise
+        raise translated from error
+
+
+@contextmanager
+def redis_errors(action: str) -> Iterator[None]:
+    """Turn Redis client exceptions into ConnectionFailedError (the original is ``__cause__``)."""
+    try:
+        yield
+    except (RedisError, OSError) as error:  # OSError covers TimeoutError and refused sockets
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        detail = f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+        raise ConnectionFailedError(f"Redis could not {action}: {detail}") from error

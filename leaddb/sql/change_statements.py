@@ -1,7 +1,7 @@
 """The SQL of the generic repository's changes to existing rows: update (one and many), soft
 delete and restore, hard delete, upsert; built once per table and per patch shape.
 
-Like the inserts (leaddb.repositories.statements), each is one statement whose data-modifying CTE
+Like the inserts (leaddb.sql.statements), each is one statement whose data-modifying CTE
 writes the audit row with the change, and every value is a ``$n`` parameter.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from leaddb.repositories.statements import (
+from leaddb.sql.statements import (
     AUDIT_TABLE,
     SECRET_COLUMNS,
     TableShape,

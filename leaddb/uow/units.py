@@ -11,10 +11,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from leaddb.errors import TenantViolationError
-from leaddb.uow import UnitOfWork
+from leaddb.uow.base import UnitOfWork
 
 if TYPE_CHECKING:
-    from leaddb.db import LeadDB
+    from leaddb.connections.pool import ConnectionPool
     from leaddb.repositories.activity import ActivityLogRepository
     from leaddb.repositories.campaigns import CampaignLeadRepository, CampaignRepository
     from leaddb.repositories.communications import CommunicationRepository
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from leaddb.repositories.views import ViewRepository
     from leaddb.repositories.workflows import WorkflowExecutionRepository, WorkflowRepository
     from leaddb.scoring import ScoringEngine
+    from leaddb.uow.base import Host
 
 
 class TenantUnitOfWork(UnitOfWork):
@@ -38,16 +39,23 @@ class TenantUnitOfWork(UnitOfWork):
 
     tenant_id: uuid.UUID
 
-    def __init__(self, db: LeadDB, tenant_id: uuid.UUID, *, actor_id: uuid.UUID | None) -> None:
+    def __init__(
+        self,
+        db: Host,
+        pool: ConnectionPool,
+        tenant_id: uuid.UUID,
+        *,
+        actor_id: uuid.UUID | None,
+    ) -> None:
         if not isinstance(tenant_id, uuid.UUID):
             raise TenantViolationError(f"a tenant is an organization's UUID, not {tenant_id!r}")
-        super().__init__(db, tenant_id=tenant_id, actor_id=actor_id)
+        super().__init__(db, pool, tenant_id=tenant_id, actor_id=actor_id)
 
     @cached_property
     def leads(self) -> LeadRepository:
         from leaddb.repositories.leads import LeadRepository
 
-        return LeadRepository(self)
+        return LeadRepository(self, siblings=self)
 
     @cached_property
     def users(self) -> UserRepository:
@@ -126,7 +134,7 @@ class TenantUnitOfWork(UnitOfWork):
         """The lead-scoring engine of this tenant."""
         from leaddb.scoring import ScoringEngine
 
-        return ScoringEngine(self)
+        return ScoringEngine(self, self.scoring_rules)
 
     @cached_property
     def views(self) -> ViewRepository:
@@ -141,8 +149,10 @@ class PlatformUnitOfWork(UnitOfWork):
     It has no tenant repositories, so tenant data cannot be reached through it by accident.
     """
 
-    def __init__(self, db: LeadDB, *, actor_id: uuid.UUID | None = None) -> None:
-        super().__init__(db, tenant_id=None, actor_id=actor_id)
+    def __init__(
+        self, db: Host, pool: ConnectionPool, *, actor_id: uuid.UUID | None = None
+    ) -> None:
+        super().__init__(db, pool, tenant_id=None, actor_id=actor_id)
 
     @cached_property
     def organizations(self) -> OrganizationRepository:

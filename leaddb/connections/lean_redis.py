@@ -4,10 +4,18 @@ Why not redis-py here: its per-command overhead (connection-pool checkout, comma
 response callbacks) is 150-250 µs on these machines, more than the Redis round trip itself, so
 a cache hit would cost about as much as reading PostgreSQL. This client keeps one connection per
 ``LeadDB``, lets any number of coroutines pipeline commands on it (replies arrive in order, so a
-FIFO of futures matches them), parses replies with hiredis, and fails fast: a timeout or a lost
-connection fails every command in flight and the next command reconnects. Errors are redis-py's
-exception classes, so callers handle both clients alike. Sessions and everything else still use
-redis-py.
+FIFO of futures matches them), parses replies with hiredis, and fails fast.
+
+Failure, command by command: a command whose reply does not come within the timeout fails
+alone. Its reply, when it comes, is read and dropped in its turn (replies arrive in order), so
+the commands sent after it keep their own deadlines and are answered normally; one slow reply
+(a large value, a slow script) no longer fails every command in flight. Only when the socket
+has stayed silent for ``STALLED_AFTER`` timeouts while commands waited is the connection taken
+for dead and closed (failing what is in flight). A lost connection fails every command in
+flight; the next command dials again, at once the first time and after a growing wait
+(``leaddb.connections.retry.REDIS_REDIAL``) while dialing keeps failing, so a dead Redis is not
+dialed on every call. Errors are redis-py's exception classes, so callers handle both clients
+alike (leaddb.connections.redis_transport).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import collections
 import contextlib
 import hashlib
 import ssl
+import time
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -24,6 +33,11 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from leaddb.connections.retry import REDIS_REDIAL
+
+STALLED_AFTER = 4
+"""Timeouts of silence, with commands waiting, after which the connection is taken for dead."""
 
 
 def _encode(args: tuple[Any, ...]) -> bytes:
@@ -50,12 +64,15 @@ class _Protocol(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.lost: BaseException | None = None
+        self.heard_at = time.monotonic()
+        """When the socket last brought data, or when commands began waiting on a quiet one."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.heard_at = time.monotonic()
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
             if not self.waiting:
@@ -100,7 +117,8 @@ class LeanRedis:
         self._timeout = timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
-        self._scripts: dict[str, bytes] = {}
+        self._dial_failures = 0
+        self._dial_after = 0.0
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -126,10 +144,19 @@ class LeanRedis:
         async with self._connecting:
             protocol = self._protocol
             if protocol is None or protocol.lost is not None:
+                if time.monotonic() < self._dial_after:
+                    raise RedisConnectionError(
+                        "cannot connect to Redis: the last attempts failed; next one in "
+                        f"{self._dial_after - time.monotonic():.2f}s"
+                    )
                 try:
                     protocol = await asyncio.wait_for(self._connect(), self._timeout * 4)
                 except (OSError, TimeoutError) as error:
+                    self._dial_failures += 1
+                    self._dial_after = time.monotonic() + REDIS_REDIAL.delay(self._dial_failures)
                     raise RedisConnectionError(f"cannot connect to Redis: {error}") from error
+                self._dial_failures = 0
+                self._dial_after = 0.0
                 self._protocol = protocol
             return protocol
 
@@ -137,6 +164,9 @@ class LeanRedis:
         assert protocol.transport is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if not protocol.waiting:
+            # A quiet connection owes nothing: its silence is counted from now.
+            protocol.heard_at = time.monotonic()
         protocol.waiting.append(future)
         protocol.transport.write(_encode(args))
         # A timer that fails the future, rather than asyncio.wait_for: that wraps every command
@@ -145,8 +175,11 @@ class LeanRedis:
         try:
             return await future
         except TimeoutError:
-            # The reply may still come, out of step with the next command's: start afresh.
-            protocol.transport.close()
+            # The future stays in the queue, done: its reply, when it comes, is dropped in its
+            # turn and the replies after it still meet their own commands. A socket silent for
+            # long, though, is taken for dead (no reply would ever come).
+            if time.monotonic() - protocol.heard_at >= self._timeout * STALLED_AFTER:
+                protocol.transport.close()
             raise RedisTimeoutError(f"Redis did not answer within {self._timeout}s") from None
         finally:
             timer.cancel()

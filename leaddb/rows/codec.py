@@ -32,26 +32,23 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic
 
 import orjson
+
+# asyncpg's C UUID class (why, and the test that guards it: leaddb.cache.keys): a cached row's
+# ids come back as the same type asyncpg gives a miss, and parse faster than uuid.UUID(str).
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 from pydantic import AwareDatetime, EmailStr, JsonValue
 
-from leaddb.repositories.hydrate import Hydrator, ModelT, enum_lookup
+from leaddb.rows.hydrate import Hydrator, ModelT, enum_lookup
+from leaddb.rows.jsontext import exact_json_default
 
 if TYPE_CHECKING:
-    from leaddb.repositories.hydrate import Row
+    from leaddb.rows.hydrate import Row
 
 FORMAT = "2"
 """Bumped whenever the payload's layout or a column's encoding changes."""
 
 _REFUSED = (ValueError, TypeError, KeyError, ArithmeticError)
 """What the parsers raise on values this code did not write (ArithmeticError: Decimal)."""
-
-
-def _default(value: object) -> object:
-    # orjson knows uuid.UUID but not asyncpg's faster subclass of it, nor Decimal.
-    if isinstance(value, decimal.Decimal | uuid.UUID):
-        return str(value)
-    raise TypeError(f"cannot cache a {type(value).__name__}")
 
 
 def _plain(annotation: Any) -> Any:
@@ -166,7 +163,7 @@ class RowCodec(Generic[ModelT]):
     def encode(self, row: Row) -> bytes:
         values = [row[name] for name in self._names]
         values.append(self._tag)
-        return orjson.dumps(values, default=_default)
+        return orjson.dumps(values, default=exact_json_default)
 
     def decode_row(self, row: Row) -> ModelT:
         """An instance from a database row (a miss)."""

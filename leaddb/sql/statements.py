@@ -1,5 +1,5 @@
 """The SQL of the generic repository's reads by key and inserts, built once per table and per
-column set (changes to existing rows: leaddb.repositories.change_statements).
+column set (changes to existing rows: leaddb.sql.change_statements).
 
 Every write is one statement: the row change and its audit row travel together in a
 data-modifying CTE, so the audit trail costs no round trip of its own and can never be committed

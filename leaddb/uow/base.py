@@ -17,28 +17,31 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Self, cast
+from typing import TYPE_CHECKING, Protocol, Self, cast
 
 import asyncpg
 
+from leaddb.connections.driver_errors import mapped
+from leaddb.connections.raw import RawConnection
+from leaddb.connections.retry import FRESH_CONNECTION_ATTEMPTS
+from leaddb.connections.session_role import APP_ROLE
 from leaddb.errors import (
     ConnectionFailedError,
-    LeadDBError,
     PoolTimeoutError,
     TenantViolationError,
     TransactionFailedError,
     UnitOfWorkClosedError,
 )
-from leaddb.raw import RawConnection
-from leaddb.repositories.dberrors import translate
-from leaddb.session_role import APP_ROLE
 
 if TYPE_CHECKING:
     from asyncpg import Record
 
     from leaddb.cache.unit import UnitCache
-    from leaddb.db import LeadDB
+    from leaddb.connections.pool import ConnectionPool
+    from leaddb.connections.session_role import SessionRoles
+    from leaddb.connections.tenant_context import ContextSigner
     from leaddb.repositories.pagination import CursorCodec
+    from leaddb.repositories.work import Connection
     from leaddb.sessions import SessionStore
     from leaddb.settings import LeadDBSettings
 
@@ -51,18 +54,46 @@ _TOUCHED_ORGANIZATIONS = (
     "FROM leaddb_private.deleted_organizations WHERE transaction_id = txid_current()"
 )
 
-if TYPE_CHECKING:
-    Connection = asyncpg.Connection[Record]
-    """A pooled asyncpg connection (leaddb.pool), as a unit of work holds it."""
+
+class Host(Protocol):
+    """What a unit of work takes from the ``LeadDB`` that opened it (``LeadDB`` is one)."""
+
+    @property
+    def settings(self) -> LeadDBSettings: ...
+
+    @property
+    def cursors(self) -> CursorCodec: ...
+
+    @property
+    def signer(self) -> ContextSigner | None: ...
+
+    @property
+    def session_roles(self) -> SessionRoles: ...
+
+    @property
+    def assumes_app_role(self) -> bool: ...
+
+    @property
+    def sessions(self) -> SessionStore: ...
+
+    def cache_unit(self) -> UnitCache | None: ...
 
 
 class UnitOfWork:
     """Base of the tenant and platform units of work; see the module docstring."""
 
     def __init__(
-        self, db: LeadDB, *, tenant_id: uuid.UUID | None, actor_id: uuid.UUID | None
+        self,
+        db: Host,
+        pool: ConnectionPool,
+        *,
+        tenant_id: uuid.UUID | None,
+        actor_id: uuid.UUID | None,
     ) -> None:
         self._db = db
+        # Handed in, not reached through the facade: the pool is not public (a connection
+        # borrowed from it would skip the tenant context and the reset of raw SQL's leftovers).
+        self._pool = pool
         self.tenant_id = tenant_id
         self.actor_id = actor_id
         self._connection: Connection | None = None
@@ -134,7 +165,7 @@ class UnitOfWork:
         (settings, role, temporary tables, cursors, listeners, advisory locks) is cleared
         before anyone else gets the connection.
         """
-        connection = await self._statement_connection()
+        connection = await self.statement_connection()
         if not self._raw:
             self._raw = True
             self._db.session_roles.forget(connection)
@@ -143,16 +174,16 @@ class UnitOfWork:
         # Typed as the asyncpg connection it stands for: every call is passed on, checked.
         return cast("Connection", self._raw_connection)
 
-    async def _statement_connection(self) -> Connection:
+    async def statement_connection(self) -> Connection:
         """The transaction's connection for leaddb's own statements, which leave the session as
-        they found it. Private on purpose: the pool trusts a session this handed out to still
-        hold the application role, so raw SQL goes through ``connection()``."""
+        they found it. Not for raw SQL: the pool trusts a session this handed out to still hold
+        the application role, so raw SQL goes through ``connection()``."""
         if self._connection is not None:
             return self._connection
         self.check_open()
         # A pooled connection may have died since it was last used (the server restarted);
         # nothing has happened in this unit of work yet, so one fresh connection is safe to try.
-        for attempt in (1, 2):
+        for attempt in range(1, FRESH_CONNECTION_ATTEMPTS + 1):
             connection = await self._acquire()
             # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
             self._connection = connection
@@ -160,26 +191,28 @@ class UnitOfWork:
                 await connection.execute(self._begin_sql(connection))
                 self._begun = True
             except Exception as error:
-                mapped = _mapped(error)
-                if attempt == 1 and isinstance(mapped, ConnectionFailedError):
+                failure = mapped(error)
+                if attempt < FRESH_CONNECTION_ATTEMPTS and isinstance(
+                    failure, ConnectionFailedError
+                ):
                     self._connection = None
                     await self._return_to_pool(connection)
                     continue
-                raise mapped from error
+                raise failure from error
             return connection
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _acquire(self) -> Connection:
         # The timeout costs nothing when an idle connection is there: only waiting sets it up.
         try:
-            connection = await self._db._pool.acquire(timeout=self._db.settings.pool_timeout)
+            connection = await self._pool.acquire(timeout=self._db.settings.pool_timeout)
         except TimeoutError:
             raise PoolTimeoutError(
                 f"no database connection became free within {self._db.settings.pool_timeout}s "
                 "(LEADDB_POOL_TIMEOUT; LEADDB_POOL_SIZE + LEADDB_MAX_OVERFLOW bound the pool)"
             ) from None
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
         return connection
 
     async def fetch(self, query: str, *args: object) -> list[Record]:
@@ -189,7 +222,7 @@ class UnitOfWork:
         try:
             return await connection.fetch(query, *args)
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
 
     async def fetchval(self, query: str, *args: object) -> object:
         """Like ``fetch``, returning the first column of the first row."""
@@ -197,7 +230,7 @@ class UnitOfWork:
         try:
             return await connection.fetchval(query, *args)
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
 
     async def execute(self, query: str, *args: object) -> str:
         """Like ``fetch`` for statements without rows; returns the command tag."""
@@ -205,12 +238,12 @@ class UnitOfWork:
         try:
             return await connection.execute(query, *args)
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
 
     def _begin_sql(self, connection: Connection) -> str:
         """What starts the transaction: BEGIN and the row-level-security context, sent as one
         simple-protocol message, so setting the tenant costs no round trip of its own."""
-        # The role is named only where the session may not hold it (leaddb.session_role).
+        # The role is named only where the session may not hold it (connections.session_role).
         role = (
             f"SET LOCAL ROLE {APP_ROLE}; "
             if self._db.assumes_app_role and not self._db.session_roles.holds(connection)
@@ -246,9 +279,9 @@ class UnitOfWork:
                     maybe_committed = isinstance(
                         error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
                     )
-                    raise _mapped(error) from error
+                    raise mapped(error) from error
                 except Exception as error:
-                    raise _mapped(error) from error
+                    raise mapped(error) from error
                 # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK, no error.
                 if status != "COMMIT":
                     maybe_committed = False
@@ -285,7 +318,7 @@ class UnitOfWork:
         try:
             rows = await connection.fetch(_TOUCHED_ORGANIZATIONS)
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
         self._wiped_tenants.update(row[0] for row in rows)
 
     def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
@@ -326,13 +359,13 @@ class UnitOfWork:
             with contextlib.suppress(Exception):
                 connection.terminate()
             with contextlib.suppress(Exception):
-                await self._db._pool.release(connection)
+                await self._pool.release(connection)
             return
         if not self._raw and not connection.is_closed() and not connection.is_in_transaction():
             # Nothing to roll back or reset: the pool takes a clean connection back without awaiting
             # (and shields the rollback of one whose last statement was cancelled in flight).
             with contextlib.suppress(Exception):  # see the end of _return_to_pool
-                await self._db._pool.release(connection)
+                await self._pool.release(connection)
             return
         # Shielded: a cancellation arriving now must not interrupt the rollback half-way; the
         # caller sees the CancelledError while the connection is still cleaned up and returned.
@@ -356,17 +389,17 @@ class UnitOfWork:
         # is closed). The unit of work has ended either way, and a COMMIT that returned
         # stands, so nothing of the release may reach the caller.
         with contextlib.suppress(Exception):
-            await self._db._pool.release(connection)
+            await self._pool.release(connection)
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back to here and propagates."""
-        connection = await self._statement_connection()
+        connection = await self.statement_connection()
         name = f"leaddb_sp_{next(_savepoint_names)}"
         try:
             await connection.execute(f"SAVEPOINT {name}")
         except Exception as error:
-            raise _mapped(error) from error
+            raise mapped(error) from error
         try:
             yield
         except BaseException:
@@ -374,13 +407,13 @@ class UnitOfWork:
                 try:
                     await connection.execute(f"ROLLBACK TO SAVEPOINT {name}")
                 except Exception as error:
-                    raise _mapped(error) from error
+                    raise mapped(error) from error
             raise
         else:
             try:
                 await connection.execute(f"RELEASE SAVEPOINT {name}")
             except Exception as error:
-                raise _mapped(error) from error
+                raise mapped(error) from error
 
     # -- bookkeeping for the cache --------------------------------------------------------
 
@@ -410,15 +443,3 @@ class UnitOfWork:
             or id in self._created.get(entity, ())
             or bool(self._wiped_tenants)
         )
-
-
-def _mapped(error: BaseException) -> BaseException:
-    if isinstance(error, LeadDBError | asyncio.CancelledError):
-        return error
-    return translate(error) or error
-
-
-# The concrete units of work live in leaddb.units; importing them from here keeps working.
-from leaddb.units import PlatformUnitOfWork, TenantUnitOfWork  # noqa: E402
-
-__all__ = ["PlatformUnitOfWork", "TenantUnitOfWork", "UnitOfWork"]

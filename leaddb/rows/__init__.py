@@ -1,0 +1,1 @@
+"""Row <-> model: hydrating rows into SQLModel instances, and the cache payload codec."""
