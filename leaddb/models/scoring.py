@@ -10,7 +10,7 @@ from typing import Annotated, ClassVar, Final, Self
 
 import sqlalchemy as sa
 from annotated_types import Interval
-from pydantic import JsonValue, field_validator, model_validator
+from pydantic import field_validator, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -34,6 +34,7 @@ from leaddb.models.enums import LeadTemperature, ScoringOperator
 from leaddb.models.fields import (
     SCORE_MAX,
     SCORE_MIN,
+    Json,
     JsonObject,
     Name,
     Score,
@@ -88,7 +89,7 @@ class LeadScoringRuleBase(SQLModel):
     field: RuleField
     operator: Operator
     # Any JSON value (a number, a string, a list for in/not_in, null for exists).
-    value: JsonValue = Field(default=None, nullable=True, sa_type=JSONB)
+    value: Json = Field(default=None, nullable=True, sa_type=JSONB)
     points: Points
     priority: Priority = db_default(0)
     is_active: bool = db_default(True)
@@ -133,7 +134,7 @@ class LeadScoringRuleUpdate(UpdateSchema):
     name: Name | None = None
     field: RuleField | None = None
     operator: Operator | None = None
-    value: JsonValue = None
+    value: Json = None
     points: Points | None = None
     priority: Priority | None = None
     is_active: bool | None = None

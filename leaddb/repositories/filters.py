@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, not_, or_
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from leaddb.errors import InvalidFilterError
+from leaddb.models.fields import non_finite_path
 
 OrderableT = TypeVar("OrderableT", int, float, Decimal, datetime, date)
 
@@ -161,6 +162,10 @@ class JsonContains:
         col = column(table, self.field)
         if not isinstance(col.type, JSONB):
             raise InvalidFilterError(f"{self.field} is not a JSON field")
+        path = non_finite_path(self.value)
+        if path is not None:
+            # orjson would send NaN as null: the filter would match something else.
+            raise InvalidFilterError(f"{self.field}: JSON numbers must be finite (at {path!r})")
         return col.contains(self.value)
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 import leaddb.models as models
 from leaddb import LeadDB
-from leaddb.errors import LeadDBError
+from leaddb.errors import InvalidValueError, LeadDBError
 from leaddb.repositories.filters import Eq, In, Range
 
 NASTY_TEXT = st.one_of(
@@ -50,7 +50,11 @@ NASTY_JSON = st.one_of(
         [_deep(40), _deep(300), {"big": "x" * 400_000}, {"nul": "\x00"}, {"s": "\ud800"}]
     ),
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.text(max_size=5)
+        | st.sampled_from([float("nan"), float("inf"), float("-inf"), 1.5]),
         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
         max_leaves=10,
     ),
@@ -212,3 +216,52 @@ async def test_hostile_lead_filters_and_cursors_end_in_typed_errors(
                 await uow.leads.list(search=value)
     except Exception as error:
         _check(error)
+
+
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+@pytest.mark.parametrize("number", NON_FINITE, ids=["nan", "inf", "-inf"])
+async def test_non_finite_json_numbers_are_refused_never_stored_as_null(
+    db: LeadDB, pg: asyncpg.Connection, world: tuple[uuid.UUID, Refs], number: float
+) -> None:
+    organization, refs = world
+    nested: dict[str, Any] = {"ok": 1, "deep": [0, {"bad": number}]}
+    with pytest.raises(ValidationError):
+        models.LeadCreate(email="nan@example.com", custom_fields=nested)
+    with pytest.raises(ValidationError):
+        models.WorkflowUpdate(definition=nested)
+    before = await _row_count(pg)
+    # Past the schemas: model_construct skips validation as a table instance does; the
+    # repository still refuses before anything is sent.
+    attempts: list[Callable[[Any], Any]] = [
+        lambda uow: uow.leads.create(
+            models.LeadCreate.model_construct(email="nan@example.com", custom_fields=nested)
+        ),
+        lambda uow: uow.leads.update(
+            refs["lead"], models.LeadUpdate.model_construct(custom_fields=nested)
+        ),
+        lambda uow: uow.leads.update_many(
+            [refs["lead"]], models.LeadUpdate.model_construct(custom_fields=nested)
+        ),
+        lambda uow: uow.workflows.update(
+            refs["workflow"], models.WorkflowUpdate.model_construct(definition=nested)
+        ),
+        lambda uow: uow.campaigns.update(
+            refs["campaign"], models.CampaignUpdate.model_construct(settings={"x": number})
+        ),
+        lambda uow: uow.scoring_rules.create(
+            models.LeadScoringRuleCreate.model_construct(
+                name="R", field="score", operator="gte", value=number, points=5
+            )
+        ),
+    ]
+    for attempt in attempts:
+        async with db.tenant(organization) as uow:
+            with pytest.raises(InvalidValueError) as caught:
+                await attempt(uow)
+            assert caught.value.field in {"custom_fields", "definition", "settings", "value"}
+            await uow.commit()
+    assert await _row_count(pg) == before
+    stored = await pg.fetchval("SELECT custom_fields FROM leads WHERE id = $1", refs["lead"])
+    assert stored in ("{}", {})

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import SQLModel
 
 import leaddb.models as m
+from leaddb.errors import InvalidValueError
 from leaddb.models.base import table_of
+from leaddb.repositories.guard import check_values
 
 ORG = uuid.uuid4()
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -256,3 +259,47 @@ def test_temperature_thresholds_default_and_per_organization() -> None:
         name="A", slug="a", settings={"lead_temperature": {"warm_min": 10, "hot_min": 20}}
     )
     assert custom.temperature_thresholds().classify(15) is m.LeadTemperature.WARM
+
+
+# Every JSONB column of every table, with the Create / Update schemas that write it.
+JSON_FIELDS = [
+    pytest.param(schema, column.name, id=f"{schema.__name__}.{column.name}")
+    for model in m.TABLE_MODELS
+    for column in table_of(model).columns
+    if isinstance(column.type, JSONB)
+    for schema in schemas(model)[1:3]
+    if column.name in schema.model_fields
+]
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+def test_json_fields_are_found() -> None:
+    found = {param.id for param in JSON_FIELDS}
+    assert {"LeadCreate.custom_fields", "LeadUpdate.custom_fields"} <= found
+    assert {"WorkflowCreate.definition", "LeadScoringRuleUpdate.value"} <= found
+    assert len(found) >= 20
+
+
+@pytest.mark.parametrize(("schema", "field"), JSON_FIELDS)
+@pytest.mark.parametrize("number", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_non_finite_numbers_anywhere_in_json_are_a_validation_error(
+    schema: type[SQLModel], field: str, number: float
+) -> None:
+    model_name = schema.__name__.removesuffix("Create").removesuffix("Update")
+    base = VALID[model_name] if schema.__name__.endswith("Create") else {}
+    nested = {"fine": [1, 2.5, None], "deep": {"list": [0, {"x": number}]}}
+    for value in ({"x": number}, nested, number, [number]):
+        with pytest.raises(ValidationError) as caught:
+            schema.model_validate({**base, field: value})
+        assert [error["loc"][0] for error in caught.value.errors()] == [field], value
+    # Finite numbers are still fine (a scoring rule's value is one number: "gte" 500).
+    finite = 2.5e3 if field == "value" else nested | {"deep": {"x": 1e300}}
+    schema.model_validate({**base, field: finite})
+
+
+def test_guard_refuses_non_finite_json_of_unvalidated_instances() -> None:
+    for value in (float("nan"), {"a": [1, {"b": float("-inf")}]}, [float("inf")]):
+        with pytest.raises(InvalidValueError) as caught:
+            check_values("lead", {"custom_fields": value}, max_json_bytes=10**6, max_json_depth=9)
+        assert caught.value.field == "custom_fields"
+    check_values("lead", {"custom_fields": {"a": 1.5}}, max_json_bytes=10**6, max_json_depth=9)
