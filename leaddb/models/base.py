@@ -35,7 +35,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel._compat import SQLModelConfig
 from uuid_utils.compat import uuid7
 
-from leaddb.models.fields import server_timestamp_field, timestamp_field
+from leaddb.models.fields import SENSITIVE_INFO_KEY, server_timestamp_field, timestamp_field
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -56,6 +56,7 @@ __all__ = [
     "VersionMixin",
     "VersionRead",
     "fk_index",
+    "is_secret",
     "is_soft_deletable",
     "is_tenant_scoped",
     "is_versioned",
@@ -241,6 +242,12 @@ def table_of(model: type[SQLModel]) -> sa.Table:
     if not isinstance(table, sa.Table):
         raise TypeError(f"{model.__name__} is not a table class")
     return table
+
+
+def is_secret(column: sa.ColumnElement[object]) -> bool:
+    """True for a column the models mark as holding a secret (see :data:`SENSITIVE_INFO_KEY`)."""
+    info = getattr(column, "info", None)
+    return bool(info and info.get(SENSITIVE_INFO_KEY))
 
 
 def is_tenant_scoped(model: type[SQLModel]) -> bool:

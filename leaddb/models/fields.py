@@ -30,6 +30,7 @@ __all__ = [
     "MONEY_PLACES",
     "SCORE_MAX",
     "SCORE_MIN",
+    "SENSITIVE_INFO_KEY",
     "Email",
     "HttpUrlStr",
     "Json",
@@ -49,10 +50,29 @@ __all__ = [
     "json_field",
     "long_text_field",
     "non_finite_path",
+    "secret_field",
     "server_timestamp_field",
     "text_field",
     "timestamp_field",
 ]
+
+
+SENSITIVE_INFO_KEY: Final = "leaddb_secret"
+"""Key of ``Column.info`` marking a column that holds a secret (a password hash, encrypted
+credentials): never in a Read schema, a repr, a log line, the cache, a cursor, a filter or an
+ordering (:func:`leaddb.models.base.is_secret`)."""
+
+
+def secret_field(max_length: int | None = None) -> Any:
+    """A nullable column holding a secret, out of ``repr`` and marked
+    :data:`SENSITIVE_INFO_KEY`: ``VARCHAR(max_length)``, or ``BYTEA`` without a length."""
+    return Field(
+        default=None,
+        max_length=max_length,
+        repr=False,
+        sa_type=sa.LargeBinary if max_length is None else sa.String(max_length),
+        sa_column_kwargs={"info": {SENSITIVE_INFO_KEY: True}},
+    )
 
 
 def text_field(

@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar, Final
 import sqlalchemy as sa
 from pydantic import AwareDatetime, SecretStr
 from pydantic import Field as PydanticField
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
 from leaddb.models.base import (
     CreateSchema,
@@ -25,6 +25,7 @@ from leaddb.models.fields import (
     Name,
     enum_field,
     json_field,
+    secret_field,
     text_field,
     timestamp_field,
 )
@@ -77,7 +78,7 @@ class Integration(VersionMixin, TimestampsMixin, IntegrationBase, TenantMixin, t
 
     # Ciphertext (Fernet) of the credentials. Never in a Read schema, a repr, a log line or the
     # cache; NULL when the integration needs no secret.
-    credentials_encrypted: bytes | None = Field(default=None, repr=False, sa_type=sa.LargeBinary)
+    credentials_encrypted: bytes | None = secret_field()
 
 
 class IntegrationCreate(IntegrationBase, CreateSchema):

@@ -30,7 +30,7 @@ from leaddb.models.fields import (
     db_default,
     enum_field,
     json_field,
-    text_field,
+    secret_field,
     timestamp_field,
 )
 
@@ -62,7 +62,7 @@ class User(VersionMixin, TimestampsMixin, UserBase, TenantMixin, table=True):
 
     # Never in a Read schema, a repr, a log line or the cache. NULL for users who cannot sign in
     # with a password (invited, SSO only).
-    password_hash: str | None = text_field(255, default=None, repr=False)
+    password_hash: str | None = secret_field(255)
 
 
 _users = table_of(User)

@@ -16,7 +16,8 @@ from sqlmodel import SQLModel
 
 import leaddb.models as m
 from leaddb.errors import InvalidValueError
-from leaddb.models.base import table_of
+from leaddb.models.base import is_secret, table_of
+from leaddb.repositories import statements
 from leaddb.repositories.guard import check_values
 
 ORG = uuid.uuid4()
@@ -303,3 +304,15 @@ def test_guard_refuses_non_finite_json_of_unvalidated_instances() -> None:
             check_values("lead", {"custom_fields": value}, max_json_bytes=10**6, max_json_depth=9)
         assert caught.value.field == "custom_fields"
     check_values("lead", {"custom_fields": {"a": 1.5}}, max_json_bytes=10**6, max_json_depth=9)
+
+
+def test_secret_columns_are_marked_in_the_models() -> None:
+    marked = {
+        column.name
+        for model in m.TABLE_MODELS
+        for column in table_of(model).columns
+        if is_secret(column)
+    }
+    assert marked == SECRETS
+    # The audit images, the cache and the bulk paths leave out the same columns.
+    assert marked == statements.SECRET_COLUMNS
