@@ -24,12 +24,15 @@ RETURNING``), and an ORM flush omits ``None`` values so the server default appli
 these attributes from an instance you constructed yourself before it has been written.
 """
 
+import types
+import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from typing import ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import sqlalchemy as sa
+from pydantic import BeforeValidator, create_model
 from sqlalchemy.schema import SchemaItem
 from sqlmodel import Field, SQLModel
 from sqlmodel._compat import SQLModelConfig
@@ -62,6 +65,7 @@ __all__ = [
     "is_versioned",
     "metadata",
     "new_id",
+    "patch_of",
     "table_of",
     "tenant_fk",
     "tenant_table_args",
@@ -198,10 +202,84 @@ class UpdateSchema(SQLModel):
     """Base of ``XUpdate``: every field optional, unknown fields are a ValidationError.
 
     Repositories apply ``model_dump(exclude_unset=True)``, so an explicit ``None`` clears a
-    nullable column while an omitted field is left alone.
+    nullable column while an omitted field is left alone; an explicit ``None`` for a column
+    that cannot be NULL is a ValidationError naming the field. Build one with :func:`patch_of`.
     """
 
     model_config = SQLModelConfig(extra="forbid")
+
+    if TYPE_CHECKING:
+        # The fields come from patch_of at run time. leaddb's mypy plugin
+        # (leaddb.models.mypy_plugin) types them precisely; without it they read as Any.
+        def __getattr__(self, name: str) -> Any: ...
+
+
+_UpdateT = TypeVar("_UpdateT", bound=UpdateSchema)
+
+
+def _admits_none(annotation: object) -> bool:
+    """Whether ``annotation`` accepts ``None`` (``X | None``, ``Optional``, ``JsonValue``)."""
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return True
+    aliased = getattr(annotation, "__value__", None)  # a type alias (TypeAliasType)
+    if aliased is not None:
+        return _admits_none(aliased)
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _admits_none(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits_none(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise ValueError("cannot be null (the column is NOT NULL): omit the field to keep it")
+    return value
+
+
+# Runs before the field's own validation, so a null gets this message rather than the type's.
+_NOT_NULL: Final = BeforeValidator(_refuse_null)
+
+
+def patch_of(
+    base: type[SQLModel], *, exclude: Collection[str] = ()
+) -> Callable[[type[_UpdateT]], type[_UpdateT]]:
+    """Class decorator making the Update schema of ``base``: each field of ``base`` but
+    ``exclude``, with the same type, constraints and validators, defaulting to ``None``.
+
+    A field that admits ``None`` in ``base`` (a nullable column) may be set to ``None`` to clear
+    it; for any other field an explicit ``None`` is a ValidationError (pydantic does not
+    validate the default, so an omitted field stays ``None`` and unset). Fields the decorated
+    class declares itself (a ``password`` to hash) and its validators are kept; a validator of
+    a field that comes from ``base`` needs ``check_fields=False``.
+
+    The fields are declared once, in ``base``: for mypy, leaddb's plugin reads this decorator
+    (see :mod:`leaddb.models.mypy_plugin`).
+    """
+    unknown = set(exclude) - set(base.model_fields)
+    if unknown:
+        raise TypeError(f"{base.__name__} has no fields {sorted(unknown)} to exclude")
+
+    def build(cls: type[_UpdateT]) -> type[_UpdateT]:
+        fields: dict[str, Any] = {}
+        for name, info in base.model_fields.items():
+            if name in exclude or name in cls.model_fields:
+                continue
+            # The type as pydantic resolved it plus its constraints and validators (SQLModel's
+            # column settings ride along in the metadata and mean nothing outside a table).
+            metadata = list(info.metadata)
+            if not _admits_none(info.annotation):
+                metadata.append(_NOT_NULL)
+            annotation = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+            fields[name] = (annotation, None)
+        built: type[_UpdateT] = create_model(
+            cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **fields
+        )
+        built.__qualname__ = cls.__qualname__
+        return built
+
+    return build
 
 
 class ReadSchema(SQLModel):

@@ -23,6 +23,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -90,18 +91,9 @@ class CampaignCreate(CampaignBase, CreateSchema):
     """Payload to create a campaign."""
 
 
+@patch_of(CampaignBase)
 class CampaignUpdate(UpdateSchema):
     """Partial update of a campaign."""
-
-    name: Name | None = None
-    description: CampaignDescription = None
-    campaign_type: CampaignType | None = None
-    status: CampaignStatus | None = None
-    start_date: date | None = None
-    end_date: date | None = None
-    budget: OptionalMoney = None
-    settings: JsonObject | None = None
-    owner_id: uuid.UUID | None = None
 
 
 class CampaignRead(
@@ -141,11 +133,9 @@ class CampaignLeadCreate(CampaignLeadBase, CreateSchema):
     """Payload to enrol a lead; ``enrolled_at`` is stamped by the database."""
 
 
+@patch_of(CampaignLeadBase, exclude=("campaign_id", "lead_id"))
 class CampaignLeadUpdate(UpdateSchema):
     """Partial update of an enrolment (its progress)."""
-
-    status: CampaignLeadStatus | None = None
-    last_contacted_at: AwareDatetime | None = None
 
 
 class CampaignLeadRead(CreatedAtRead, CampaignLeadBase, ReadSchema, TenantRead):

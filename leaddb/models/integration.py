@@ -17,6 +17,7 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    patch_of,
     tenant_table_args,
 )
 from leaddb.models.enums import IntegrationProvider, IntegrationStatus
@@ -87,15 +88,10 @@ class IntegrationCreate(IntegrationBase, CreateSchema):
     credentials: Credentials | None = None
 
 
+@patch_of(IntegrationBase)
 class IntegrationUpdate(UpdateSchema):
     """Partial update of an integration; new ``credentials`` replace the stored ones."""
 
-    provider: Provider | None = None
-    name: Name | None = None
-    config: JsonObject | None = None
-    status: IntegrationStatus | None = None
-    last_synced_at: AwareDatetime | None = None
-    last_error: LastError = None
     credentials: Credentials | None = None
 
 

@@ -17,6 +17,7 @@ from leaddb.models.base import (
     TenantRead,
     UpdateSchema,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -77,10 +78,9 @@ class LeadAssignmentCreate(LeadAssignmentBase, CreateSchema):
     """Payload to assign a lead; ``assigned_at`` is stamped by the database."""
 
 
+@patch_of(LeadAssignmentBase, exclude=("lead_id", "user_id", "assigned_by_user_id"))
 class LeadAssignmentUpdate(UpdateSchema):
     """Partial update of an assignment (usually ending it with ``unassigned_at``)."""
-
-    unassigned_at: AwareDatetime | None = None
 
 
 class LeadAssignmentRead(CreatedAtRead, LeadAssignmentBase, ReadSchema, TenantRead):

@@ -27,6 +27,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -128,24 +129,18 @@ class LeadScoringRuleCreate(LeadScoringRuleBase, CreateSchema):
         return self
 
 
+@patch_of(LeadScoringRuleBase)
 class LeadScoringRuleUpdate(UpdateSchema):
     """Partial update of a scoring rule."""
 
-    name: Name | None = None
-    field: RuleField | None = None
-    operator: Operator | None = None
-    value: Json = None
-    points: Points | None = None
-    priority: Priority | None = None
-    is_active: bool | None = None
-
-    @field_validator("field")
+    # check_fields=False: the field comes from LeadScoringRuleBase through patch_of, after
+    # this class body is made.
+    @field_validator("field", check_fields=False)
     @classmethod
-    def _scorable_field(cls, field: str | None) -> str | None:
+    def _scorable_field(cls, field: str) -> str:
         from leaddb.scoring.grammar import rule_target
 
-        if field is not None:
-            rule_target(field)
+        rule_target(field)
         return field
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    patch_of,
     table_of,
     tenant_table_args,
 )
@@ -81,17 +82,10 @@ class UserCreate(UserBase, CreateSchema):
     password: Password | None = None
 
 
+@patch_of(UserBase)
 class UserUpdate(UpdateSchema):
     """Partial update of a user; a ``password`` is re-hashed by the repository."""
 
-    email: Email | None = None
-    full_name: Name | None = None
-    role: UserRole | None = None
-    is_active: bool | None = None
-    timezone: Timezone | None = None
-    preferences: JsonObject | None = None
-    avatar_url: OptionalHttpUrl = None
-    last_login_at: AwareDatetime | None = None
     password: Password | None = None
 
 

@@ -1,8 +1,9 @@
 """The Create / Update / Read schemas of every entity: validation, secrets, and agreement with
 the tables, checked without a database."""
 
+import ast
 import inspect
-import types
+import textwrap
 import typing
 import uuid
 from datetime import UTC, date, datetime
@@ -204,22 +205,6 @@ def test_create_and_update_schemas_forbid_unknown_fields(model: type[SQLModel]) 
     assert "organization_id" not in create.model_fields
 
 
-def _annotation(model: type[BaseModel], name: str) -> Any:
-    """The field's annotation as written (with its Annotated metadata)."""
-    for klass in model.__mro__:
-        annotations = inspect.get_annotations(klass)
-        if name in annotations:
-            return annotations[name]
-    raise KeyError(name)
-
-
-def _without_none(hint: Any) -> Any:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
-    return hint
-
-
 def _field_schema(model: type[BaseModel], name: str) -> Any:
     schema = dict(model.model_json_schema()["properties"][name])
     for key in ("title", "default", "description"):
@@ -232,6 +217,10 @@ def _field_schema(model: type[BaseModel], name: str) -> Any:
     return schema
 
 
+def _update_schemas() -> list[type[SQLModel]]:
+    return [schemas(model)[2] for model in m.TABLE_MODELS]
+
+
 @pytest.mark.parametrize("model", ENTITIES)
 def test_update_fields_carry_the_same_constraints_as_create(model: type[SQLModel]) -> None:
     _, create, update, _ = schemas(model)
@@ -240,9 +229,70 @@ def test_update_fields_carry_the_same_constraints_as_create(model: type[SQLModel
         assert name not in IMMUTABLE
         assert field.default is None
         assert not field.is_required()
-        written = _without_none(_annotation(update, name))
-        assert written == _without_none(_annotation(create, name)), f"{update.__name__}.{name}"
+        same = create.model_fields[name]
+        assert field.annotation == same.annotation, f"{update.__name__}.{name}"
+        # The same constraints and validators, plus at most the refusal of an explicit null.
+        extra = [item for item in field.metadata if item not in same.metadata]
+        assert [item for item in same.metadata if item not in field.metadata] == [], name
+        assert len(extra) <= 1, name
         assert _field_schema(update, name) == _field_schema(create, name), name
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_explicit_null_in_an_update_is_refused_exactly_for_not_null_columns(
+    model: type[SQLModel],
+) -> None:
+    table = table_of(model)
+    update = schemas(model)[2]
+    for name in update.model_fields:
+        if name not in table.c:
+            continue  # password, credentials: turned into a column by the repository
+        if table.c[name].nullable:
+            assert update.model_validate({name: None}).model_dump(exclude_unset=True) == {
+                name: None
+            }
+        else:
+            with pytest.raises(ValidationError) as caught:
+                update.model_validate({name: None})
+            (error,) = caught.value.errors()
+            assert error["loc"] == (name,)
+            assert "cannot be null" in error["msg"]
+    # Omitted fields are left alone, whatever their column.
+    assert update.model_validate({}).model_dump(exclude_unset=True) == {}
+
+
+def test_lead_update_refuses_null_for_its_not_null_columns() -> None:
+    for name in ("tags", "custom_fields", "score", "email", "source", "status", "temperature"):
+        with pytest.raises(ValidationError, match=name):
+            m.LeadUpdate.model_validate({name: None})
+
+
+def test_no_schema_field_is_declared_twice_in_the_update_schemas() -> None:
+    """An Update schema declares no field of its Base: its fields come from the Base."""
+    for update in _update_schemas():
+        model_name = update.__name__.removesuffix("Update")
+        base = getattr(m, model_name + "Base")
+        declared = {
+            name
+            for klass in update.__mro__
+            if klass.__module__.startswith("leaddb.models") and klass.__name__ == update.__name__
+            for name in _own_declared(klass)
+        }
+        assert not declared & set(base.model_fields), update.__name__
+    assert len(m.LeadUpdate.model_fields) == len(m.LeadBase.model_fields) == 17
+
+
+def _own_declared(klass: type) -> set[str]:
+    """Field names written in the class statement itself (not made by ``patch_of``)."""
+    source = inspect.getsource(klass)
+    tree = ast.parse(textwrap.dedent(source))
+    (statement,) = tree.body
+    assert isinstance(statement, ast.ClassDef)
+    return {
+        node.target.id
+        for node in statement.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
 
 
 def test_temperature_thresholds_default_and_per_organization() -> None:
