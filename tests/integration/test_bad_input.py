@@ -400,17 +400,24 @@ def _of_type(hint: Any, refs: Refs, schemas: tuple[Any, Any]) -> st.SearchStrate
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(data=st.data(), repository=st.sampled_from(TENANT_REPOSITORIES))
+@given(
+    data=st.data(),
+    repository=st.sampled_from([*TENANT_REPOSITORIES, "platform.organizations", "platform.users"]),
+)
 async def test_every_public_repository_method_raises_only_typed_errors(
     db: LeadDB, world: tuple[uuid.UUID, Refs], data: st.DataObject, repository: str
 ) -> None:
-    """Each public method of each tenant repository, called with hostile values of its
-    parameters' declared types: it returns, or raises pydantic's ValidationError or a leaddb
-    error, never a ValueError, TypeError, KeyError or a driver's exception."""
+    """Each public method of each tenant repository (and of the platform's), called with
+    hostile values of its parameters' declared types: it returns, or raises pydantic's
+    ValidationError or a leaddb error, never a ValueError, TypeError, KeyError or a driver's
+    exception."""
     organization, refs = world
-    schemas = _valid_schemas(repository, refs)
-    async with db.tenant(organization) as uow:
-        target = getattr(uow, repository)
+    refs = {**refs, "organization": organization}
+    platform, _, attribute = repository.rpartition(".")
+    schemas = _valid_schemas(attribute, refs)
+    unit = db.platform() if platform else db.tenant(organization)
+    async with unit as uow:
+        target = getattr(uow, attribute)
         name = data.draw(st.sampled_from(_public_methods(target)), label="method")
         method = getattr(target, name)
         hints = typing.get_type_hints(method)
@@ -452,10 +459,13 @@ APPEND_ONLY: dict[str, tuple[str, Callable[[Refs], dict[str, Any]]]] = {
 
 CREATE_PAYLOADS = {
     f"{entity}Create": valid for entity, (_, valid) in (WRITABLE | APPEND_ONLY).items()
-}
+} | {"OrganizationCreate": lambda r: {"name": "O", "slug": f"o-{uuid.uuid4().hex[:8]}"}}
 
 
 def _valid_schemas(repository: str, refs: Refs) -> tuple[Any, Any]:
+    if repository == "organizations":
+        slug = f"o-{uuid.uuid4().hex[:8]}"
+        return models.OrganizationCreate(name="O", slug=slug), models.OrganizationUpdate()
     for entity, (attribute, valid) in {**WRITABLE, **APPEND_ONLY}.items():
         if attribute == repository:
             create = getattr(models, f"{entity}Create")(**valid(refs))
