@@ -58,6 +58,7 @@ __all__ = [
     "UpdateSchema",
     "VersionMixin",
     "VersionRead",
+    "as_read",
     "fk_index",
     "is_secret",
     "is_soft_deletable",
@@ -122,7 +123,8 @@ class TenantMixin(EntityModel):
     :func:`tenant_table_args`. List this mixin last among the bases so the two columns come
     first in the table."""
 
-    organization_id: uuid.UUID = Field(foreign_key="organizations.id", ondelete="CASCADE")
+    # Its foreign key to organizations is in tenant_table_args, which two tables leave out.
+    organization_id: uuid.UUID
     id: uuid.UUID = Field(default_factory=new_id)
 
 
@@ -158,9 +160,16 @@ class SoftDeleteMixin(SQLModel):
     deleted_at: datetime | None = timestamp_field()
 
 
-def tenant_table_args(*items: SchemaItem) -> tuple[SchemaItem, ...]:
-    """``__table_args__`` of a tenant table: primary key ``(organization_id, id)`` first."""
-    return (sa.PrimaryKeyConstraint(TENANT_COLUMN, "id"), *items)
+def tenant_table_args(*items: SchemaItem, organization_fk: bool = True) -> tuple[SchemaItem, ...]:
+    """``__table_args__`` of a tenant table: primary key ``(organization_id, id)`` first, then
+    ``organization_id``'s foreign key to organizations (ON DELETE CASCADE) unless
+    ``organization_fk`` is false."""
+    keys: list[SchemaItem] = [sa.PrimaryKeyConstraint(TENANT_COLUMN, "id")]
+    if organization_fk:
+        keys.append(
+            sa.ForeignKeyConstraint([TENANT_COLUMN], ["organizations.id"], ondelete="CASCADE")
+        )
+    return (*keys, *items)
 
 
 OnDelete = Literal["cascade", "set_null", "restrict"]
@@ -288,27 +297,50 @@ class ReadSchema(SQLModel):
     model_config = SQLModelConfig(from_attributes=True)
 
 
-class TenantRead(SQLModel):
+_ReadT = TypeVar("_ReadT", bound=SQLModel)
+
+
+def as_read(cls: type[_ReadT]) -> type[_ReadT]:
+    """Class decorator for a Read mixin that inherits a table mixin: each of its fields as it
+    is read back, required, without the table's default (``id``'s factory, the ``None`` that
+    lets the database stamp ``created_at``); a nullable one defaults to ``None``. The field
+    stays declared once, on the table mixin, and typed as there."""
+    fields: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        annotation = (
+            Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        )
+        fields[name] = (annotation, None if _admits_none(info.annotation) else ...)
+    built: type[_ReadT] = create_model(
+        cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **fields
+    )
+    built.__qualname__ = cls.__qualname__
+    return built
+
+
+@as_read
+class TenantRead(TenantMixin):
     """``id`` and ``organization_id`` of a tenant row, as read back."""
 
-    id: uuid.UUID
-    organization_id: uuid.UUID
+
+@as_read
+class CreatedAtRead(CreatedAtMixin):
+    """``created_at`` as read back."""
 
 
-class CreatedAtRead(SQLModel):
-    created_at: datetime
+@as_read
+class TimestampsRead(TimestampsMixin):
+    """``created_at`` and ``updated_at`` as read back."""
 
 
-class TimestampsRead(CreatedAtRead):
-    updated_at: datetime
+@as_read
+class VersionRead(VersionMixin):
+    """``version`` as read back."""
 
 
-class VersionRead(SQLModel):
-    version: int
-
-
-class SoftDeleteRead(SQLModel):
-    deleted_at: datetime | None = None
+@as_read
+class SoftDeleteRead(SoftDeleteMixin):
+    """``deleted_at`` as read back (None for a live row)."""
 
 
 # --- per-table facts the generic repository reads -----------------------------------------------

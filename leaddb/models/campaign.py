@@ -22,6 +22,7 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    as_read,
     fk_index,
     patch_of,
     tenant_fk,
@@ -111,7 +112,11 @@ class CampaignLeadBase(SQLModel):
     last_contacted_at: AwareDatetime | None = timestamp_field()
 
 
-class CampaignLead(CreatedAtMixin, CampaignLeadBase, TenantMixin, table=True):
+class _EnrolledAt(SQLModel):
+    enrolled_at: datetime = server_timestamp_field()
+
+
+class CampaignLead(_EnrolledAt, CreatedAtMixin, CampaignLeadBase, TenantMixin, table=True):
     """One lead enrolled in one campaign (at most once)."""
 
     __tablename__ = "campaign_leads"
@@ -126,8 +131,6 @@ class CampaignLead(CreatedAtMixin, CampaignLeadBase, TenantMixin, table=True):
         fk_index("lead_id"),
     )
 
-    enrolled_at: datetime = server_timestamp_field()
-
 
 class CampaignLeadCreate(CampaignLeadBase, CreateSchema):
     """Payload to enrol a lead; ``enrolled_at`` is stamped by the database."""
@@ -138,7 +141,10 @@ class CampaignLeadUpdate(UpdateSchema):
     """Partial update of an enrolment (its progress)."""
 
 
-class CampaignLeadRead(CreatedAtRead, CampaignLeadBase, ReadSchema, TenantRead):
-    """An enrolment as returned to callers."""
+@as_read
+class _EnrolledAtRead(_EnrolledAt):
+    """``enrolled_at`` as read back."""
 
-    enrolled_at: datetime
+
+class CampaignLeadRead(_EnrolledAtRead, CreatedAtRead, CampaignLeadBase, ReadSchema, TenantRead):
+    """An enrolment as returned to callers."""

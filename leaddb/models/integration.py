@@ -37,6 +37,7 @@ __all__ = [
     "Integration",
     "IntegrationBase",
     "IntegrationCreate",
+    "IntegrationCredentials",
     "IntegrationRead",
     "IntegrationUpdate",
     "LastError",
@@ -82,17 +83,20 @@ class Integration(VersionMixin, TimestampsMixin, IntegrationBase, TenantMixin, t
     credentials_encrypted: bytes | None = secret_field()
 
 
-class IntegrationCreate(IntegrationBase, CreateSchema):
-    """Payload to connect an integration; ``credentials`` are encrypted by the repository."""
+class IntegrationCredentials(SQLModel):
+    """Plain ``credentials`` a Create or Update schema may carry: the repository encrypts them
+    into ``credentials_encrypted``; they are never a column and never read back."""
 
     credentials: Credentials | None = None
+
+
+class IntegrationCreate(IntegrationBase, CreateSchema, IntegrationCredentials):
+    """Payload to connect an integration; ``credentials`` are encrypted by the repository."""
 
 
 @patch_of(IntegrationBase)
-class IntegrationUpdate(UpdateSchema):
+class IntegrationUpdate(UpdateSchema, IntegrationCredentials):
     """Partial update of an integration; new ``credentials`` replace the stored ones."""
-
-    credentials: Credentials | None = None
 
 
 class IntegrationRead(VersionRead, TimestampsRead, IntegrationBase, ReadSchema, TenantRead):

@@ -16,6 +16,7 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    as_read,
     new_id,
     patch_of,
 )
@@ -137,8 +138,9 @@ class OrganizationUpdate(UpdateSchema):
     """Partial update of an organization; omitted fields stay as they are."""
 
 
-class _OrganizationIdRead(SQLModel):
-    id: uuid.UUID
+@as_read
+class _OrganizationIdRead(_OrganizationKey):
+    """``id`` as read back."""
 
 
 class OrganizationRead(

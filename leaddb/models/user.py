@@ -35,7 +35,7 @@ from leaddb.models.fields import (
     timestamp_field,
 )
 
-__all__ = ["Password", "User", "UserBase", "UserCreate", "UserRead", "UserUpdate"]
+__all__ = ["Password", "User", "UserBase", "UserCreate", "UserPassword", "UserRead", "UserUpdate"]
 
 Password = Annotated[SecretStr, PydanticField(min_length=8, max_length=128)]
 """A plain password as a caller submits it; the repository hashes it into ``password_hash``."""
@@ -76,17 +76,20 @@ sa.Index(
 )
 
 
-class UserCreate(UserBase, CreateSchema):
-    """Payload to create a user; ``password`` is hashed by the repository, never stored."""
+class UserPassword(SQLModel):
+    """A plain ``password`` a Create or Update schema may carry: the repository hashes it into
+    ``password_hash``; it is never a column and never read back."""
 
     password: Password | None = None
+
+
+class UserCreate(UserBase, CreateSchema, UserPassword):
+    """Payload to create a user; ``password`` is hashed by the repository, never stored."""
 
 
 @patch_of(UserBase)
-class UserUpdate(UpdateSchema):
+class UserUpdate(UpdateSchema, UserPassword):
     """Partial update of a user; a ``password`` is re-hashed by the repository."""
-
-    password: Password | None = None
 
 
 class UserRead(VersionRead, TimestampsRead, UserBase, ReadSchema, TenantRead):

@@ -2,8 +2,8 @@
 the tables, checked without a database."""
 
 import ast
-import inspect
-import textwrap
+import importlib
+import pathlib
 import typing
 import uuid
 from datetime import UTC, date, datetime
@@ -267,32 +267,62 @@ def test_lead_update_refuses_null_for_its_not_null_columns() -> None:
             m.LeadUpdate.model_validate({name: None})
 
 
-def test_no_schema_field_is_declared_twice_in_the_update_schemas() -> None:
-    """An Update schema declares no field of its Base: its fields come from the Base."""
-    for update in _update_schemas():
-        model_name = update.__name__.removesuffix("Update")
-        base = getattr(m, model_name + "Base")
-        declared = {
-            name
-            for klass in update.__mro__
-            if klass.__module__.startswith("leaddb.models") and klass.__name__ == update.__name__
-            for name in _own_declared(klass)
+def _declared_fields() -> dict[tuple[str, str], set[str]]:
+    """(module, class) -> the fields its class statement writes, for every class of
+    leaddb.models (ClassVars left out)."""
+    declared: dict[tuple[str, str], set[str]] = {}
+    package = pathlib.Path(m.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                declared[(f"leaddb.models.{path.stem}", node.name)] = {
+                    item.target.id
+                    for item in node.body
+                    if isinstance(item, ast.AnnAssign)
+                    and isinstance(item.target, ast.Name)
+                    and "ClassVar" not in ast.unparse(item.annotation)
+                }
+    return declared
+
+
+def test_no_schema_field_is_declared_twice() -> None:
+    """Along the classes every table and schema is made of, each field is written once: the
+    Update schemas take theirs from the Base (patch_of), the Read schemas from the table
+    mixins (as_read), the Create and Update schemas share password / credentials mixins."""
+    declared = _declared_fields()
+    classes = [
+        value
+        for module in {module for module, _ in declared}
+        for value in vars(importlib.import_module(module)).values()
+        if isinstance(value, type) and issubclass(value, BaseModel)
+    ]
+    assert len(classes) > 60
+    for klass in classes:
+        # A class made by patch_of or as_read shares its statement with the class it extends.
+        statements = {
+            (base.__module__, base.__name__)
+            for base in klass.__mro__
+            if (base.__module__, base.__name__) in declared
         }
-        assert not declared & set(base.model_fields), update.__name__
+        seen: dict[str, tuple[str, str]] = {}
+        for statement in sorted(statements):
+            for name in declared[statement]:
+                assert name not in seen, f"{klass.__name__}.{name}: {seen.get(name)}, {statement}"
+                seen[name] = statement
+    assert not _declared_fields()[("leaddb.models.lead", "LeadUpdate")]
     assert len(m.LeadUpdate.model_fields) == len(m.LeadBase.model_fields) == 17
 
 
-def _own_declared(klass: type) -> set[str]:
-    """Field names written in the class statement itself (not made by ``patch_of``)."""
-    source = inspect.getsource(klass)
-    tree = ast.parse(textwrap.dedent(source))
-    (statement,) = tree.body
-    assert isinstance(statement, ast.ClassDef)
-    return {
-        node.target.id
-        for node in statement.body
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-    }
+@pytest.mark.parametrize("model", ENTITIES)
+def test_read_schemas_require_what_the_database_always_fills(model: type[SQLModel]) -> None:
+    table = table_of(model)
+    read = schemas(model)[3]
+    filled = IMMUTABLE | {"enrolled_at", "assigned_at"}
+    for name, field in read.model_fields.items():
+        if name in filled:
+            assert field.is_required() is not table.c[name].nullable, f"{read.__name__}.{name}"
+            assert field.default is None or field.is_required()
 
 
 def test_temperature_thresholds_default_and_per_organization() -> None:
