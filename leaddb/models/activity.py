@@ -56,12 +56,6 @@ class ActivityLogBase(SQLModel):
 class ActivityLog(CreatedAtMixin, ActivityLogBase, TenantMixin, table=True):
     """Append-only: rows are inserted with the change they describe, never updated."""
 
-    # No foreign key of its own to organizations (migration 0006): each row is written by the
-    # statement that writes the row it describes, whose key to its organization is checked,
-    # while a check per audit row cost every write a lock on its organization's row. Deleting
-    # an organization deletes its trail from a trigger instead of a cascade.
-    organization_id: uuid.UUID
-
     __tablename__ = "activity_logs"
     __entity_name__: ClassVar[str] = "activity_log"
     __table_args__ = tenant_table_args(
@@ -76,6 +70,11 @@ class ActivityLog(CreatedAtMixin, ActivityLogBase, TenantMixin, table=True):
             "entity_id",
             "created_at",
         ),
+        # No foreign key of its own to organizations (migration 0006): each row is written by
+        # the statement that writes the row it describes, whose key to its organization is
+        # checked, while a check per audit row cost every write a lock on its organization's
+        # row. Deleting an organization deletes its trail from a trigger instead of a cascade.
+        organization_fk=False,
     )
 
 

@@ -24,12 +24,15 @@ RETURNING``), and an ORM flush omits ``None`` values so the server default appli
 these attributes from an instance you constructed yourself before it has been written.
 """
 
+import types
+import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from typing import ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, TypeVar
 
 import sqlalchemy as sa
+from pydantic import BeforeValidator, create_model
 from sqlalchemy.schema import SchemaItem
 from sqlmodel import Field, SQLModel
 
@@ -39,7 +42,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel._compat import SQLModelConfig
 from uuid_utils.compat import uuid7
 
-from leaddb.models.fields import server_timestamp_field, timestamp_field
+from leaddb.models.fields import SENSITIVE_INFO_KEY, server_timestamp_field, timestamp_field
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -59,12 +62,15 @@ __all__ = [
     "UpdateSchema",
     "VersionMixin",
     "VersionRead",
+    "as_read",
     "fk_index",
+    "is_secret",
     "is_soft_deletable",
     "is_tenant_scoped",
     "is_versioned",
     "metadata",
     "new_id",
+    "patch_of",
     "table_of",
     "tenant_fk",
     "tenant_table_args",
@@ -121,7 +127,8 @@ class TenantMixin(EntityModel):
     :func:`tenant_table_args`. List this mixin last among the bases so the two columns come
     first in the table."""
 
-    organization_id: uuid.UUID = Field(foreign_key="organizations.id", ondelete="CASCADE")
+    # Its foreign key to organizations is in tenant_table_args, which two tables leave out.
+    organization_id: uuid.UUID
     id: uuid.UUID = Field(default_factory=new_id)
 
 
@@ -157,9 +164,16 @@ class SoftDeleteMixin(SQLModel):
     deleted_at: datetime | None = timestamp_field()
 
 
-def tenant_table_args(*items: SchemaItem) -> tuple[SchemaItem, ...]:
-    """``__table_args__`` of a tenant table: primary key ``(organization_id, id)`` first."""
-    return (sa.PrimaryKeyConstraint(TENANT_COLUMN, "id"), *items)
+def tenant_table_args(*items: SchemaItem, organization_fk: bool = True) -> tuple[SchemaItem, ...]:
+    """``__table_args__`` of a tenant table: primary key ``(organization_id, id)`` first, then
+    ``organization_id``'s foreign key to organizations (ON DELETE CASCADE) unless
+    ``organization_fk`` is false."""
+    keys: list[SchemaItem] = [sa.PrimaryKeyConstraint(TENANT_COLUMN, "id")]
+    if organization_fk:
+        keys.append(
+            sa.ForeignKeyConstraint([TENANT_COLUMN], ["organizations.id"], ondelete="CASCADE")
+        )
+    return (*keys, *items)
 
 
 OnDelete = Literal["cascade", "set_null", "restrict"]
@@ -201,10 +215,84 @@ class UpdateSchema(SQLModel):
     """Base of ``XUpdate``: every field optional, unknown fields are a ValidationError.
 
     Repositories apply ``model_dump(exclude_unset=True)``, so an explicit ``None`` clears a
-    nullable column while an omitted field is left alone.
+    nullable column while an omitted field is left alone; an explicit ``None`` for a column
+    that cannot be NULL is a ValidationError naming the field. Build one with :func:`patch_of`.
     """
 
     model_config = SQLModelConfig(extra="forbid")
+
+    if TYPE_CHECKING:
+        # The fields come from patch_of at run time. leaddb's mypy plugin
+        # (leaddb.models.mypy_plugin) types them precisely; without it they read as Any.
+        def __getattr__(self, name: str) -> Any: ...
+
+
+_UpdateT = TypeVar("_UpdateT", bound=UpdateSchema)
+
+
+def _admits_none(annotation: object) -> bool:
+    """Whether ``annotation`` accepts ``None`` (``X | None``, ``Optional``, ``JsonValue``)."""
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return True
+    aliased = getattr(annotation, "__value__", None)  # a type alias (TypeAliasType)
+    if aliased is not None:
+        return _admits_none(aliased)
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _admits_none(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_admits_none(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise ValueError("cannot be null (the column is NOT NULL): omit the field to keep it")
+    return value
+
+
+# Runs before the field's own validation, so a null gets this message rather than the type's.
+_NOT_NULL: Final = BeforeValidator(_refuse_null)
+
+
+def patch_of(
+    base: type[SQLModel], *, exclude: Collection[str] = ()
+) -> Callable[[type[_UpdateT]], type[_UpdateT]]:
+    """Class decorator making the Update schema of ``base``: each field of ``base`` but
+    ``exclude``, with the same type, constraints and validators, defaulting to ``None``.
+
+    A field that admits ``None`` in ``base`` (a nullable column) may be set to ``None`` to clear
+    it; for any other field an explicit ``None`` is a ValidationError (pydantic does not
+    validate the default, so an omitted field stays ``None`` and unset). Fields the decorated
+    class declares itself (a ``password`` to hash) and its validators are kept; a validator of
+    a field that comes from ``base`` needs ``check_fields=False``.
+
+    The fields are declared once, in ``base``: for mypy, leaddb's plugin reads this decorator
+    (see :mod:`leaddb.models.mypy_plugin`).
+    """
+    unknown = set(exclude) - set(base.model_fields)
+    if unknown:
+        raise TypeError(f"{base.__name__} has no fields {sorted(unknown)} to exclude")
+
+    def build(cls: type[_UpdateT]) -> type[_UpdateT]:
+        fields: dict[str, Any] = {}
+        for name, info in base.model_fields.items():
+            if name in exclude or name in cls.model_fields:
+                continue
+            # The type as pydantic resolved it plus its constraints and validators (SQLModel's
+            # column settings ride along in the metadata and mean nothing outside a table).
+            metadata = list(info.metadata)
+            if not _admits_none(info.annotation):
+                metadata.append(_NOT_NULL)
+            annotation = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+            fields[name] = (annotation, None)
+        built: type[_UpdateT] = create_model(
+            cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **fields
+        )
+        built.__qualname__ = cls.__qualname__
+        return built
+
+    return build
 
 
 class ReadSchema(SQLModel):
@@ -213,27 +301,50 @@ class ReadSchema(SQLModel):
     model_config = SQLModelConfig(from_attributes=True)
 
 
-class TenantRead(SQLModel):
+_ReadT = TypeVar("_ReadT", bound=SQLModel)
+
+
+def as_read(cls: type[_ReadT]) -> type[_ReadT]:
+    """Class decorator for a Read mixin that inherits a table mixin: each of its fields as it
+    is read back, required, without the table's default (``id``'s factory, the ``None`` that
+    lets the database stamp ``created_at``); a nullable one defaults to ``None``. The field
+    stays declared once, on the table mixin, and typed as there."""
+    fields: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        annotation = (
+            Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        )
+        fields[name] = (annotation, None if _admits_none(info.annotation) else ...)
+    built: type[_ReadT] = create_model(
+        cls.__name__, __base__=cls, __module__=cls.__module__, __doc__=cls.__doc__, **fields
+    )
+    built.__qualname__ = cls.__qualname__
+    return built
+
+
+@as_read
+class TenantRead(TenantMixin):
     """``id`` and ``organization_id`` of a tenant row, as read back."""
 
-    id: uuid.UUID
-    organization_id: uuid.UUID
+
+@as_read
+class CreatedAtRead(CreatedAtMixin):
+    """``created_at`` as read back."""
 
 
-class CreatedAtRead(SQLModel):
-    created_at: datetime
+@as_read
+class TimestampsRead(TimestampsMixin):
+    """``created_at`` and ``updated_at`` as read back."""
 
 
-class TimestampsRead(CreatedAtRead):
-    updated_at: datetime
+@as_read
+class VersionRead(VersionMixin):
+    """``version`` as read back."""
 
 
-class VersionRead(SQLModel):
-    version: int
-
-
-class SoftDeleteRead(SQLModel):
-    deleted_at: datetime | None = None
+@as_read
+class SoftDeleteRead(SoftDeleteMixin):
+    """``deleted_at`` as read back (None for a live row)."""
 
 
 # --- per-table facts the generic repository reads -----------------------------------------------
@@ -245,6 +356,12 @@ def table_of(model: type[SQLModel]) -> sa.Table:
     if not isinstance(table, sa.Table):
         raise TypeError(f"{model.__name__} is not a table class")
     return table
+
+
+def is_secret(column: sa.ColumnElement[object]) -> bool:
+    """True for a column the models mark as holding a secret (see :data:`SENSITIVE_INFO_KEY`)."""
+    info = getattr(column, "info", None)
+    return bool(info and info.get(SENSITIVE_INFO_KEY))
 
 
 def is_tenant_scoped(model: type[SQLModel]) -> bool:

@@ -22,7 +22,9 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    as_read,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -90,18 +92,9 @@ class CampaignCreate(CampaignBase, CreateSchema):
     """Payload to create a campaign."""
 
 
+@patch_of(CampaignBase)
 class CampaignUpdate(UpdateSchema):
     """Partial update of a campaign."""
-
-    name: Name | None = None
-    description: CampaignDescription = None
-    campaign_type: CampaignType | None = None
-    status: CampaignStatus | None = None
-    start_date: date | None = None
-    end_date: date | None = None
-    budget: OptionalMoney = None
-    settings: JsonObject | None = None
-    owner_id: uuid.UUID | None = None
 
 
 class CampaignRead(
@@ -119,7 +112,11 @@ class CampaignLeadBase(SQLModel):
     last_contacted_at: AwareDatetime | None = timestamp_field()
 
 
-class CampaignLead(CreatedAtMixin, CampaignLeadBase, TenantMixin, table=True):
+class _EnrolledAt(SQLModel):
+    enrolled_at: datetime = server_timestamp_field()
+
+
+class CampaignLead(_EnrolledAt, CreatedAtMixin, CampaignLeadBase, TenantMixin, table=True):
     """One lead enrolled in one campaign (at most once)."""
 
     __tablename__ = "campaign_leads"
@@ -134,21 +131,20 @@ class CampaignLead(CreatedAtMixin, CampaignLeadBase, TenantMixin, table=True):
         fk_index("lead_id"),
     )
 
-    enrolled_at: datetime = server_timestamp_field()
-
 
 class CampaignLeadCreate(CampaignLeadBase, CreateSchema):
     """Payload to enrol a lead; ``enrolled_at`` is stamped by the database."""
 
 
+@patch_of(CampaignLeadBase, exclude=("campaign_id", "lead_id"))
 class CampaignLeadUpdate(UpdateSchema):
     """Partial update of an enrolment (its progress)."""
 
-    status: CampaignLeadStatus | None = None
-    last_contacted_at: AwareDatetime | None = None
+
+@as_read
+class _EnrolledAtRead(_EnrolledAt):
+    """``enrolled_at`` as read back."""
 
 
-class CampaignLeadRead(CreatedAtRead, CampaignLeadBase, ReadSchema, TenantRead):
+class CampaignLeadRead(_EnrolledAtRead, CreatedAtRead, CampaignLeadBase, ReadSchema, TenantRead):
     """An enrolment as returned to callers."""
-
-    enrolled_at: datetime

@@ -15,6 +15,7 @@ from leaddb.models.base import (
     TimestampsRead,
     UpdateSchema,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -98,22 +99,9 @@ class CommunicationCreate(CommunicationBase, CreateSchema):
     """Payload to record a communication."""
 
 
+@patch_of(CommunicationBase, exclude=("lead_id",))
 class CommunicationUpdate(UpdateSchema):
     """Partial update of a communication (delivery progress, mostly); its lead is fixed."""
-
-    campaign_id: uuid.UUID | None = None
-    user_id: uuid.UUID | None = None
-    channel: Channel | None = None
-    direction: Direction | None = None
-    status: CommunicationStatus | None = None
-    subject: Subject = None
-    body: CommunicationBody = None
-    sent_at: AwareDatetime | None = None
-    delivered_at: AwareDatetime | None = None
-    opened_at: AwareDatetime | None = None
-    replied_at: AwareDatetime | None = None
-    external_id: ExternalId = None
-    meta: JsonObject | None = None
 
 
 class CommunicationRead(TimestampsRead, CommunicationBase, ReadSchema, TenantRead):

@@ -8,12 +8,13 @@ reads only the first ``Field`` it finds. Validation-only aliases use ``pydantic.
 Update carries exactly the Base's constraints (a unit test checks it).
 """
 
+import math
 import re
 import zoneinfo
 from decimal import Decimal
 from enum import Enum, StrEnum
 from functools import cache
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import sqlalchemy as sa
 from annotated_types import Interval
@@ -29,8 +30,10 @@ __all__ = [
     "MONEY_PLACES",
     "SCORE_MAX",
     "SCORE_MIN",
+    "SENSITIVE_INFO_KEY",
     "Email",
     "HttpUrlStr",
+    "Json",
     "JsonObject",
     "Money",
     "Name",
@@ -46,10 +49,30 @@ __all__ = [
     "enum_type",
     "json_field",
     "long_text_field",
+    "non_finite_path",
+    "secret_field",
     "server_timestamp_field",
     "text_field",
     "timestamp_field",
 ]
+
+
+SENSITIVE_INFO_KEY: Final = "leaddb_secret"
+"""Key of ``Column.info`` marking a column that holds a secret (a password hash, encrypted
+credentials): never in a Read schema, a repr, a log line, the cache, a cursor, a filter or an
+ordering (:func:`leaddb.models.base.is_secret`)."""
+
+
+def secret_field(max_length: int | None = None) -> Any:
+    """A nullable column holding a secret, out of ``repr`` and marked
+    :data:`SENSITIVE_INFO_KEY`: ``VARCHAR(max_length)``, or ``BYTEA`` without a length."""
+    return Field(
+        default=None,
+        max_length=max_length,
+        repr=False,
+        sa_type=sa.LargeBinary if max_length is None else sa.String(max_length),
+        sa_column_kwargs={"info": {SENSITIVE_INFO_KEY: True}},
+    )
 
 
 def text_field(
@@ -170,8 +193,42 @@ MONEY_DIGITS: Final = 14
 MONEY_PLACES: Final = 2
 BODY_MAX_LENGTH: Final = 100_000
 
-JsonObject = dict[str, JsonValue]
-"""A JSON object as stored in a ``JSONB`` column."""
+
+_JsonT = TypeVar("_JsonT")
+
+
+def non_finite_path(value: object, path: str = "") -> str | None:
+    """Where ``value`` holds NaN or an infinity (``"a.b[2]"``; ``""`` for the value itself), or
+    None when it holds neither. JSON has no such numbers: orjson would write them as ``null``
+    and PostgreSQL refuses the ``NaN`` that the standard library writes."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = non_finite_path(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = non_finite_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _finite_json(value: _JsonT) -> _JsonT:
+    path = non_finite_path(value)
+    if path is not None:
+        where = f" at {path}" if path else ""
+        raise ValueError(f"JSON numbers must be finite: NaN or Infinity{where}")
+    return value
+
+
+Json = Annotated[JsonValue, AfterValidator(_finite_json)]
+"""Any JSON value (``null`` included) without NaN or Infinity, as stored in a ``JSONB`` column."""
+
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_finite_json)]
+"""A JSON object as stored in a ``JSONB`` column: no NaN or Infinity anywhere inside."""
 
 Name = Annotated[str, text_field(200, min_length=1)]
 OptionalName = Annotated[str | None, text_field(200)]

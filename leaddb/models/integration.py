@@ -5,7 +5,7 @@ from typing import Annotated, ClassVar, Final
 import sqlalchemy as sa
 from pydantic import AwareDatetime, SecretStr
 from pydantic import Field as PydanticField
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
 from leaddb.models.base import (
     CreateSchema,
@@ -17,6 +17,7 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    patch_of,
     tenant_table_args,
 )
 from leaddb.models.enums import IntegrationProvider, IntegrationStatus
@@ -25,6 +26,7 @@ from leaddb.models.fields import (
     Name,
     enum_field,
     json_field,
+    secret_field,
     text_field,
     timestamp_field,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "Integration",
     "IntegrationBase",
     "IntegrationCreate",
+    "IntegrationCredentials",
     "IntegrationRead",
     "IntegrationUpdate",
     "LastError",
@@ -77,25 +80,23 @@ class Integration(VersionMixin, TimestampsMixin, IntegrationBase, TenantMixin, t
 
     # Ciphertext (Fernet) of the credentials. Never in a Read schema, a repr, a log line or the
     # cache; NULL when the integration needs no secret.
-    credentials_encrypted: bytes | None = Field(default=None, repr=False, sa_type=sa.LargeBinary)
+    credentials_encrypted: bytes | None = secret_field()
 
 
-class IntegrationCreate(IntegrationBase, CreateSchema):
+class IntegrationCredentials(SQLModel):
+    """Plain ``credentials`` a Create or Update schema may carry: the repository encrypts them
+    into ``credentials_encrypted``; they are never a column and never read back."""
+
+    credentials: Credentials | None = None
+
+
+class IntegrationCreate(IntegrationBase, CreateSchema, IntegrationCredentials):
     """Payload to connect an integration; ``credentials`` are encrypted by the repository."""
 
-    credentials: Credentials | None = None
 
-
-class IntegrationUpdate(UpdateSchema):
+@patch_of(IntegrationBase)
+class IntegrationUpdate(UpdateSchema, IntegrationCredentials):
     """Partial update of an integration; new ``credentials`` replace the stored ones."""
-
-    provider: Provider | None = None
-    name: Name | None = None
-    config: JsonObject | None = None
-    status: IntegrationStatus | None = None
-    last_synced_at: AwareDatetime | None = None
-    last_error: LastError = None
-    credentials: Credentials | None = None
 
 
 class IntegrationRead(VersionRead, TimestampsRead, IntegrationBase, ReadSchema, TenantRead):

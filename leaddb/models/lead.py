@@ -23,6 +23,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    patch_of,
     table_of,
     tenant_fk,
     tenant_table_args,
@@ -205,26 +206,9 @@ class LeadCreate(LeadBase, CreateSchema):
     """Payload to create a lead; the repository stamps ``organization_id``."""
 
 
+@patch_of(LeadBase)
 class LeadUpdate(UpdateSchema):
     """Partial update of a lead; omitted fields stay as they are."""
-
-    email: Email | None = None
-    first_name: PersonName = None
-    last_name: PersonName = None
-    phone: OptionalPhone = None
-    company: OptionalName = None
-    job_title: OptionalName = None
-    linkedin_url: OptionalHttpUrl = None
-    source: LeadSource | None = None
-    status: LeadStatus | None = None
-    score: Score | None = None
-    temperature: LeadTemperature | None = None
-    estimated_value: OptionalMoney = None
-    expected_close_date: date | None = None
-    last_engagement_at: AwareDatetime | None = None
-    owner_id: uuid.UUID | None = None
-    tags: Tags | None = None
-    custom_fields: JsonObject | None = None
 
 
 class LeadRead(SoftDeleteRead, VersionRead, TimestampsRead, LeadBase, ReadSchema, TenantRead):

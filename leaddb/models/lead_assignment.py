@@ -16,7 +16,9 @@ from leaddb.models.base import (
     TenantMixin,
     TenantRead,
     UpdateSchema,
+    as_read,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -43,7 +45,11 @@ class LeadAssignmentBase(SQLModel):
     unassigned_at: AwareDatetime | None = timestamp_field()
 
 
-class LeadAssignment(CreatedAtMixin, LeadAssignmentBase, TenantMixin, table=True):
+class _AssignedAt(SQLModel):
+    assigned_at: datetime = server_timestamp_field()
+
+
+class LeadAssignment(_AssignedAt, CreatedAtMixin, LeadAssignmentBase, TenantMixin, table=True):
     """An assignment of a lead to a user; it ends when ``unassigned_at`` is set."""
 
     __tablename__ = "lead_assignments"
@@ -70,20 +76,22 @@ class LeadAssignment(CreatedAtMixin, LeadAssignmentBase, TenantMixin, table=True
         ),
     )
 
-    assigned_at: datetime = server_timestamp_field()
-
 
 class LeadAssignmentCreate(LeadAssignmentBase, CreateSchema):
     """Payload to assign a lead; ``assigned_at`` is stamped by the database."""
 
 
+@patch_of(LeadAssignmentBase, exclude=("lead_id", "user_id", "assigned_by_user_id"))
 class LeadAssignmentUpdate(UpdateSchema):
     """Partial update of an assignment (usually ending it with ``unassigned_at``)."""
 
-    unassigned_at: AwareDatetime | None = None
+
+@as_read
+class _AssignedAtRead(_AssignedAt):
+    """``assigned_at`` as read back."""
 
 
-class LeadAssignmentRead(CreatedAtRead, LeadAssignmentBase, ReadSchema, TenantRead):
+class LeadAssignmentRead(
+    _AssignedAtRead, CreatedAtRead, LeadAssignmentBase, ReadSchema, TenantRead
+):
     """An assignment as returned to callers."""
-
-    assigned_at: datetime

@@ -16,6 +16,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -68,11 +69,9 @@ class LeadNoteCreate(LeadNoteBase, CreateSchema):
     """Payload to write a note."""
 
 
+@patch_of(LeadNoteBase, exclude=("lead_id", "author_user_id"))
 class LeadNoteUpdate(UpdateSchema):
     """Partial update of a note (its lead and author do not change)."""
-
-    body: NoteBody | None = None
-    is_pinned: bool | None = None
 
 
 class LeadNoteRead(VersionRead, TimestampsRead, LeadNoteBase, ReadSchema, TenantRead):

@@ -16,7 +16,9 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    as_read,
     new_id,
+    patch_of,
 )
 from leaddb.models.enums import LeadTemperature, SubscriptionTier
 from leaddb.models.fields import (
@@ -131,19 +133,14 @@ class OrganizationCreate(OrganizationBase, CreateSchema):
     """Payload to create an organization."""
 
 
+@patch_of(OrganizationBase)
 class OrganizationUpdate(UpdateSchema):
     """Partial update of an organization; omitted fields stay as they are."""
 
-    name: Name | None = None
-    slug: Slug | None = None
-    subscription_tier: SubscriptionTier | None = None
-    billing_email: OptionalEmail = None
-    settings: OrganizationSettings | None = None
-    is_active: bool | None = None
 
-
-class _OrganizationIdRead(SQLModel):
-    id: uuid.UUID
+@as_read
+class _OrganizationIdRead(_OrganizationKey):
+    """``id`` as read back."""
 
 
 class OrganizationRead(

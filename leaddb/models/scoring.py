@@ -10,7 +10,7 @@ from typing import Annotated, ClassVar, Final, Self
 
 import sqlalchemy as sa
 from annotated_types import Interval
-from pydantic import JsonValue, field_validator, model_validator
+from pydantic import field_validator, model_validator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -27,6 +27,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -34,6 +35,7 @@ from leaddb.models.enums import LeadTemperature, ScoringOperator
 from leaddb.models.fields import (
     SCORE_MAX,
     SCORE_MIN,
+    Json,
     JsonObject,
     Name,
     Score,
@@ -88,7 +90,7 @@ class LeadScoringRuleBase(SQLModel):
     field: RuleField
     operator: Operator
     # Any JSON value (a number, a string, a list for in/not_in, null for exists).
-    value: JsonValue = Field(default=None, nullable=True, sa_type=JSONB)
+    value: Json = Field(default=None, nullable=True, sa_type=JSONB)
     points: Points
     priority: Priority = db_default(0)
     is_active: bool = db_default(True)
@@ -127,24 +129,18 @@ class LeadScoringRuleCreate(LeadScoringRuleBase, CreateSchema):
         return self
 
 
+@patch_of(LeadScoringRuleBase)
 class LeadScoringRuleUpdate(UpdateSchema):
     """Partial update of a scoring rule."""
 
-    name: Name | None = None
-    field: RuleField | None = None
-    operator: Operator | None = None
-    value: JsonValue = None
-    points: Points | None = None
-    priority: Priority | None = None
-    is_active: bool | None = None
-
-    @field_validator("field")
+    # check_fields=False: the field comes from LeadScoringRuleBase through patch_of, after
+    # this class body is made.
+    @field_validator("field", check_fields=False)
     @classmethod
-    def _scorable_field(cls, field: str | None) -> str | None:
+    def _scorable_field(cls, field: str) -> str:
         from leaddb.models.rule_grammar import rule_target
 
-        if field is not None:
-            rule_target(field)
+        rule_target(field)
         return field
 
     @model_validator(mode="after")
@@ -192,11 +188,6 @@ class LeadScoreHistoryBase(SQLModel):
 class LeadScoreHistory(CreatedAtMixin, LeadScoreHistoryBase, TenantMixin, table=True):
     """Append-only: rows are inserted by the scoring engine and never updated."""
 
-    # The one tenant table without a foreign key of its own to organizations: the composite
-    # key to its lead already names an existing organization (and cascades from it through
-    # the lead), while a second key check per row cost a 100,000-lead rescore about 0.6 s.
-    organization_id: uuid.UUID
-
     __tablename__ = "lead_score_history"
     __entity_name__: ClassVar[str] = "lead_score_history"
     __table_args__ = tenant_table_args(
@@ -209,6 +200,10 @@ class LeadScoreHistory(CreatedAtMixin, LeadScoreHistoryBase, TenantMixin, table=
         sa.CheckConstraint(
             f"new_score BETWEEN {SCORE_MIN} AND {SCORE_MAX}", name="new_score_range"
         ),
+        # No foreign key of its own to organizations: the composite key to its lead already
+        # names an existing organization (and cascades from it through the lead), while a
+        # second key check per row cost a 100,000-lead rescore about 0.6 s.
+        organization_fk=False,
     )
 
 

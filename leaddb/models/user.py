@@ -17,6 +17,7 @@ from leaddb.models.base import (
     UpdateSchema,
     VersionMixin,
     VersionRead,
+    patch_of,
     table_of,
     tenant_table_args,
 )
@@ -30,11 +31,11 @@ from leaddb.models.fields import (
     db_default,
     enum_field,
     json_field,
-    text_field,
+    secret_field,
     timestamp_field,
 )
 
-__all__ = ["Password", "User", "UserBase", "UserCreate", "UserRead", "UserUpdate"]
+__all__ = ["Password", "User", "UserBase", "UserCreate", "UserPassword", "UserRead", "UserUpdate"]
 
 Password = Annotated[SecretStr, PydanticField(min_length=8, max_length=128)]
 """A plain password as a caller submits it; the repository hashes it into ``password_hash``."""
@@ -62,7 +63,7 @@ class User(VersionMixin, TimestampsMixin, UserBase, TenantMixin, table=True):
 
     # Never in a Read schema, a repr, a log line or the cache. NULL for users who cannot sign in
     # with a password (invited, SSO only).
-    password_hash: str | None = text_field(255, default=None, repr=False)
+    password_hash: str | None = secret_field(255)
 
 
 _users = table_of(User)
@@ -75,24 +76,20 @@ sa.Index(
 )
 
 
-class UserCreate(UserBase, CreateSchema):
+class UserPassword(SQLModel):
+    """A plain ``password`` a Create or Update schema may carry: the repository hashes it into
+    ``password_hash``; it is never a column and never read back."""
+
+    password: Password | None = None
+
+
+class UserCreate(UserBase, CreateSchema, UserPassword):
     """Payload to create a user; ``password`` is hashed by the repository, never stored."""
 
-    password: Password | None = None
 
-
-class UserUpdate(UpdateSchema):
+@patch_of(UserBase)
+class UserUpdate(UpdateSchema, UserPassword):
     """Partial update of a user; a ``password`` is re-hashed by the repository."""
-
-    email: Email | None = None
-    full_name: Name | None = None
-    role: UserRole | None = None
-    is_active: bool | None = None
-    timezone: Timezone | None = None
-    preferences: JsonObject | None = None
-    avatar_url: OptionalHttpUrl = None
-    last_login_at: AwareDatetime | None = None
-    password: Password | None = None
 
 
 class UserRead(VersionRead, TimestampsRead, UserBase, ReadSchema, TenantRead):

@@ -20,6 +20,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    patch_of,
     tenant_fk,
     tenant_table_args,
 )
@@ -81,14 +82,9 @@ class WorkflowCreate(WorkflowBase, CreateSchema):
     """Payload to register a workflow."""
 
 
+@patch_of(WorkflowBase)
 class WorkflowUpdate(UpdateSchema):
     """Partial update of a workflow."""
-
-    name: Name | None = None
-    n8n_workflow_id: N8nId | None = None
-    trigger: WorkflowTrigger | None = None
-    definition: JsonObject | None = None
-    is_active: bool | None = None
 
 
 class WorkflowRead(VersionRead, TimestampsRead, WorkflowBase, ReadSchema, TenantRead):
@@ -132,17 +128,9 @@ class WorkflowExecutionCreate(WorkflowExecutionBase, CreateSchema):
     """Payload to record a run."""
 
 
+@patch_of(WorkflowExecutionBase, exclude=("workflow_id",))
 class WorkflowExecutionUpdate(UpdateSchema):
     """Partial update of a run (its progress and result); its workflow is fixed."""
-
-    lead_id: uuid.UUID | None = None
-    status: WorkflowExecutionStatus | None = None
-    started_at: AwareDatetime | None = None
-    finished_at: AwareDatetime | None = None
-    input: JsonObject | None = None
-    output: JsonObject | None = None
-    error: ErrorText = None
-    n8n_execution_id: OptionalN8nId = None
 
 
 class WorkflowExecutionRead(CreatedAtRead, WorkflowExecutionBase, ReadSchema, TenantRead):

@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from leaddb.connections.driver_errors import run
+from leaddb.errors import InvalidValueError
 from leaddb.models import (
     Campaign,
     CampaignCreate,
@@ -80,7 +81,9 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
         if campaign is None or not ids:
             return []
         if len(ids) > MAX_ENROLL:
-            raise ValueError(f"enroll at most {MAX_ENROLL} leads per call")
+            raise InvalidValueError(
+                f"enroll at most {MAX_ENROLL} leads per call, not {len(ids)}", field="lead_ids"
+            )
         connection = await self._connection()
         rows = await run(
             connection.fetch,

@@ -17,6 +17,8 @@ from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, not_, or_
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from leaddb.errors import InvalidFilterError
+from leaddb.models.base import is_secret
+from leaddb.models.fields import non_finite_path
 
 OrderableT = TypeVar("OrderableT", int, float, Decimal, datetime, date)
 
@@ -31,11 +33,16 @@ class Filter(Protocol):
 
 
 def column(table: Table, field: str) -> ColumnElement[Any]:
-    """The column named ``field``, or InvalidFilterError naming the fields that exist."""
+    """The column named ``field``, or InvalidFilterError naming the fields that exist (secret
+    columns are neither named nor usable)."""
     if not isinstance(field, str) or field not in table.c:
-        known = ", ".join(sorted(table.c.keys()))
+        known = ", ".join(sorted(name for name, col in table.c.items() if not is_secret(col)))
         raise InvalidFilterError(f"{table.name} has no field {field!r}; fields are: {known}")
-    return table.c[field]
+    found = table.c[field]
+    if is_secret(found):
+        # A filter on a secret is an oracle: comparing guesses against it reads it out.
+        raise InvalidFilterError(f"{table.name}.{field} holds a secret and cannot be filtered on")
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +168,10 @@ class JsonContains:
         col = column(table, self.field)
         if not isinstance(col.type, JSONB):
             raise InvalidFilterError(f"{self.field} is not a JSON field")
+        path = non_finite_path(self.value)
+        if path is not None:
+            # orjson would send NaN as null: the filter would match something else.
+            raise InvalidFilterError(f"{self.field}: JSON numbers must be finite (at {path!r})")
         return col.contains(self.value)
 
 

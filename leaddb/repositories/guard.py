@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 
 from leaddb.errors import InvalidValueError
+from leaddb.models.fields import non_finite_path
 
 
 def _depth(value: Any, limit: int, level: int = 1) -> int:
@@ -41,8 +43,15 @@ def _check_text(entity: str, field: str, text: str) -> None:
 # Values of these types are whatever pydantic made of them and always storable; skipping them by
 # exact type first keeps a 10,000-row create_many from paying an isinstance chain per field.
 _STORABLE = frozenset(
-    {type(None), bool, int, float, uuid.UUID, datetime.datetime, datetime.date, decimal.Decimal}
+    {type(None), bool, int, uuid.UUID, datetime.datetime, datetime.date, decimal.Decimal}
 )
+
+
+def _non_finite(entity: str, field: str, path: str) -> InvalidValueError:
+    where = f" at {path}" if path else ""
+    return InvalidValueError(
+        f"{entity}.{field}: JSON numbers must be finite, not NaN or Infinity{where}", field=field
+    )
 
 
 def check_values(
@@ -55,6 +64,11 @@ def check_values(
             _check_text(entity, field, value)
         elif kind in _STORABLE or isinstance(value, enum.Enum):
             continue
+        elif kind is float:
+            # Only JSON columns hold floats (a scoring rule's value): orjson would write NaN as
+            # null, so a table instance built without validation must not get that far.
+            if not math.isfinite(value):
+                raise _non_finite(entity, field, "")
         elif isinstance(value, str):
             _check_text(entity, field, value)
         elif kind is list and all(type(item) is str for item in value):
@@ -68,6 +82,9 @@ def check_values(
                     "(LEADDB_MAX_JSON_DEPTH)",
                     field=field,
                 )
+            path = non_finite_path(value)
+            if path is not None:
+                raise _non_finite(entity, field, path)
             try:
                 encoded = orjson.dumps(value)
             except (orjson.JSONEncodeError, TypeError) as error:

@@ -68,6 +68,8 @@ def _decode_value(raw: object, kind: type[Any]) -> object:
         return date.fromisoformat(raw)
     if kind is Decimal and isinstance(raw, str):
         return Decimal(raw)
+    if kind is bool and isinstance(raw, bool):
+        return raw
     if kind is int and isinstance(raw, int) and not isinstance(raw, bool):
         return raw
     if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):

@@ -8,6 +8,7 @@ from the unit of work and no argument can change it.
 from __future__ import annotations
 
 import builtins
+import enum
 import hashlib
 import uuid
 from collections.abc import Collection, Sequence
@@ -15,15 +16,28 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.exc import ArgumentError, CompileError
 from sqlmodel import SQLModel
 
 from leaddb.connections.driver_errors import run
 from leaddb.errors import (
     InvalidFilterError,
+    InvalidValueError,
     NotFoundError,
 )
+from leaddb.models.base import is_secret
 from leaddb.repositories.filters import Filter
 from leaddb.repositories.pagination import Page
 from leaddb.rows.codec import RowCodec
@@ -46,11 +60,24 @@ _ORDER_KINDS: dict[type[Any], type[Any]] = {
     uuid.UUID: uuid.UUID,
     datetime: datetime,
     date: date,
+    bool: bool,
     int: int,
     float: float,
     Decimal: Decimal,
     str: str,
 }
+
+
+def _order_kind(column: ColumnElement[Any]) -> type[Any] | None:
+    """The type of a cursor value of ``column`` (an enum's is its text), or None for values
+    without a keyset order: JSON, arrays, bytes."""
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return None
+    if isinstance(python_type, type) and issubclass(python_type, enum.Enum):
+        return str
+    return _ORDER_KINDS.get(python_type)
 
 
 def after_position(
@@ -62,22 +89,48 @@ def after_position(
     Row comparison (``record_gt``) is not leakproof, so under row-level security PostgreSQL
     would not use it in an index scan; comparisons of single timestamps, UUIDs and integers
     are, and the leading ``a >= x`` gives the index its range.
+
+    A nullable column sorts the way PostgreSQL sorts it by default (and an index scan reads it):
+    NULL after every value, so last going up and first going down. ``a > NULL`` matches
+    nothing in SQL, so each comparison with a NULL, or on a nullable column, spells that order
+    out with ``IS NULL``.
     """
-    first, *rest = zip(columns, values, strict=True)
+    # Bound with the column's type: SQLAlchemy refuses ``column > True`` written plainly.
+    first, *rest = (
+        (column, value if value is None else bindparam(None, value, type_=column.type))
+        for column, value in zip(columns, values, strict=True)
+    )
 
     def beyond(column: ColumnElement[Any], value: object) -> ColumnElement[bool]:
-        return column < value if descending else column > value
+        nullable = _nullable(column)
+        if value is None:
+            # Nothing sorts after NULL going up; going down, every value comes after it.
+            return column.is_not(None) if descending else false()
+        if descending:
+            return column < value
+        return or_(column > value, column.is_(None)) if nullable else column > value
 
     def reached(column: ColumnElement[Any], value: object) -> ColumnElement[bool]:
-        return column <= value if descending else column >= value
+        if value is None:
+            return true() if descending else column.is_(None)
+        if descending:
+            return column <= value
+        return or_(column >= value, column.is_(None)) if _nullable(column) else column >= value
+
+    def equal(column: ColumnElement[Any], value: object) -> ColumnElement[bool]:
+        return column.is_(None) if value is None else column == value
 
     if not rest:
         return beyond(*first)
     alternatives: list[ColumnElement[bool]] = [beyond(*first)]
     for index in range(len(rest)):
-        equal = [column == value for column, value in rest[:index]]
-        alternatives.append(and_(*equal, beyond(*rest[index])))
+        equals = [equal(column, value) for column, value in rest[:index]]
+        alternatives.append(and_(*equals, beyond(*rest[index])))
     return and_(reached(*first), or_(*alternatives))
+
+
+def _nullable(column: ColumnElement[Any]) -> bool:
+    return bool(getattr(column, "nullable", True))
 
 
 def as_uuid(value: object) -> uuid.UUID | None:
@@ -309,11 +362,7 @@ class ReadRepository(Generic[ModelT]):
         order = tuple(order_by or self.default_order)
         if order[-1] != "id":
             order = (*order, "id")
-        table = self.table
-        unknown = [name for name in order if not isinstance(name, str) or name not in table.c]
-        if unknown:
-            raise InvalidFilterError(f"cannot order {self._shape.entity} by {unknown}")
-        order_columns = [table.c[name] for name in order]
+        order_columns = [self._order_column(name) for name in order]
         statement = self._base_select(filters, include_deleted)
         # The cursor is bound to this query: its filters' SQL and values, order and direction
         # (the tenant is one of the values).
@@ -322,7 +371,8 @@ class ReadRepository(Generic[ModelT]):
             repr((self._shape.entity, order, descending, filter_sql.text, filter_args)).encode()
         ).hexdigest()
         if after is not None:
-            kinds = [_ORDER_KINDS.get(column.type.python_type, str) for column in order_columns]
+            # _order_column checked that every column has a kind.
+            kinds = [_order_kind(column) or str for column in order_columns]
             values = self._uow.cursors.decode(fingerprint, after, kinds)
             statement = statement.where(after_position(order_columns, values, descending))
         ordering = [column.desc() if descending else column.asc() for column in order_columns]
@@ -336,6 +386,25 @@ class ReadRepository(Generic[ModelT]):
             last = rows[limit - 1]
             next_cursor = self._uow.cursors.encode(fingerprint, [last[name] for name in order])
         return Page(items=items, next_cursor=next_cursor)
+
+    def _order_column(self, name: object) -> ColumnElement[Any]:
+        """The column to order by, or a typed error: the cursor carries the last row's value of
+        every order column, so only columns whose values a cursor may carry and compare."""
+        table = self.table
+        if not isinstance(name, str) or name not in table.c:
+            raise InvalidFilterError(f"cannot order {self._shape.entity} by {name!r}")
+        column = table.c[name]
+        if is_secret(column):
+            raise InvalidFilterError(
+                f"cannot order {self._shape.entity} by {name!r}: it holds a secret"
+            )
+        if _order_kind(column) is None:
+            raise InvalidValueError(
+                f"cannot order {self._shape.entity} by {name!r}: its "
+                f"{column.type.__visit_name__} values have no keyset order",
+                field=name,
+            )
+        return column
 
     async def count(self, *filters: Filter, include_deleted: bool = False) -> int:
         """How many rows match every filter."""

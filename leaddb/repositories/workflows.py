@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import BaseModel, JsonValue
 
 from leaddb.connections.driver_errors import run
+from leaddb.errors import InvalidValueError
 from leaddb.models import (
     Workflow,
     WorkflowCreate,
@@ -123,7 +124,10 @@ class WorkflowExecutionRepository(
     ) -> WorkflowExecution:
         """Record how a run ended (succeeded, failed or cancelled; finished now)."""
         if status not in FINAL_STATUSES:
-            raise ValueError(f"a run finishes as one of {sorted(FINAL_STATUSES)}, not {status}")
+            raise InvalidValueError(
+                f"a run finishes as one of {sorted(FINAL_STATUSES)}, not {status!r}",
+                field="status",
+            )
         patch = WorkflowExecutionUpdate(
             status=status, finished_at=datetime.now(UTC), output=output or {}, error=error
         )

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 
 from leaddb import LeadDB
 from leaddb.errors import (
@@ -268,8 +269,12 @@ async def test_database_errors_never_escape_as_driver_exceptions(db: LeadDB) -> 
             with pytest.raises(LeadDBError) as caught:
                 await uow.leads.create(payload)
             assert_leaddb_error(caught)
+    # The schema refuses a null for a NOT NULL column, naming it...
+    with pytest.raises(ValidationError, match="email"):
+        LeadUpdate.model_validate({"email": None})
+    # ... and past the schema, PostgreSQL's refusal is still a typed error naming it.
     async with db.tenant(org.id) as uow:
         with pytest.raises(ConstraintViolationError) as cleared:
-            await uow.leads.update(lead.id, LeadUpdate(email=None))
+            await uow.leads.update(lead.id, LeadUpdate.model_construct(email=None))
         assert_leaddb_error(cleared)
         assert "email" in str(cleared.value)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, assert_type
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from leaddb import LeadDB
 from leaddb.errors import NotFoundError
@@ -296,3 +296,28 @@ async def test_campaigns_workflows_integrations_and_views_are_precisely_typed(db
         )
         assert [row.campaign_id for row in performance] == [campaign.id]
         await uow.commit()
+
+
+def test_update_schemas_are_precisely_typed() -> None:
+    """The Update schemas' fields come from their Base through ``patch_of``; leaddb's mypy plugin
+    types them. Each ``type: ignore`` below is an error mypy must report (``--strict`` warns
+    about an unused ignore), and pydantic refuses the same call at run time."""
+    patch = assert_type(LeadUpdate(score=80, first_name=None, tags=["a"]), LeadUpdate)
+    assert_type(patch.score, int | None)
+    assert_type(patch.first_name, str | None)
+    assert_type(patch.tags, list[str] | None)
+    assert_type(UserUpdate(password=SecretStr("long enough")).password, SecretStr | None)
+    assert_type(CampaignLeadUpdate().status, CampaignLeadStatus | None)
+    assert patch.score == 80
+    assert patch.email is None  # omitted: None, and left out of model_dump(exclude_unset=True)
+    assert patch.model_dump(exclude_unset=True) == {"score": 80, "first_name": None, "tags": ["a"]}
+    with pytest.raises(ValidationError):
+        LeadUpdate(score="high")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        LeadUpdate(score=None)  # type: ignore[arg-type]  # NOT NULL: null is refused
+    with pytest.raises(ValidationError):
+        LeadUpdate(emial="typo@example.com")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        CampaignLeadUpdate(lead_id=uuid.uuid4())  # type: ignore[call-arg]  # immutable
+    with pytest.raises(AttributeError):
+        _ = patch.nope  # type: ignore[misc]

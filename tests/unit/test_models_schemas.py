@@ -1,8 +1,9 @@
 """The Create / Update / Read schemas of every entity: validation, secrets, and agreement with
 the tables, checked without a database."""
 
-import inspect
-import types
+import ast
+import importlib
+import pathlib
 import typing
 import uuid
 from datetime import UTC, date, datetime
@@ -11,10 +12,14 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import SQLModel
 
 import leaddb.models as m
-from leaddb.models.base import table_of
+from leaddb.errors import InvalidValueError
+from leaddb.models.base import is_secret, table_of
+from leaddb.repositories.guard import check_values
+from leaddb.sql import statements
 
 ORG = uuid.uuid4()
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -200,22 +205,6 @@ def test_create_and_update_schemas_forbid_unknown_fields(model: type[SQLModel]) 
     assert "organization_id" not in create.model_fields
 
 
-def _annotation(model: type[BaseModel], name: str) -> Any:
-    """The field's annotation as written (with its Annotated metadata)."""
-    for klass in model.__mro__:
-        annotations = inspect.get_annotations(klass)
-        if name in annotations:
-            return annotations[name]
-    raise KeyError(name)
-
-
-def _without_none(hint: Any) -> Any:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
-    return hint
-
-
 def _field_schema(model: type[BaseModel], name: str) -> Any:
     schema = dict(model.model_json_schema()["properties"][name])
     for key in ("title", "default", "description"):
@@ -228,6 +217,10 @@ def _field_schema(model: type[BaseModel], name: str) -> Any:
     return schema
 
 
+def _update_schemas() -> list[type[SQLModel]]:
+    return [schemas(model)[2] for model in m.TABLE_MODELS]
+
+
 @pytest.mark.parametrize("model", ENTITIES)
 def test_update_fields_carry_the_same_constraints_as_create(model: type[SQLModel]) -> None:
     _, create, update, _ = schemas(model)
@@ -236,9 +229,100 @@ def test_update_fields_carry_the_same_constraints_as_create(model: type[SQLModel
         assert name not in IMMUTABLE
         assert field.default is None
         assert not field.is_required()
-        written = _without_none(_annotation(update, name))
-        assert written == _without_none(_annotation(create, name)), f"{update.__name__}.{name}"
+        same = create.model_fields[name]
+        assert field.annotation == same.annotation, f"{update.__name__}.{name}"
+        # The same constraints and validators, plus at most the refusal of an explicit null.
+        extra = [item for item in field.metadata if item not in same.metadata]
+        assert [item for item in same.metadata if item not in field.metadata] == [], name
+        assert len(extra) <= 1, name
         assert _field_schema(update, name) == _field_schema(create, name), name
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_explicit_null_in_an_update_is_refused_exactly_for_not_null_columns(
+    model: type[SQLModel],
+) -> None:
+    table = table_of(model)
+    update = schemas(model)[2]
+    for name in update.model_fields:
+        if name not in table.c:
+            continue  # password, credentials: turned into a column by the repository
+        if table.c[name].nullable:
+            assert update.model_validate({name: None}).model_dump(exclude_unset=True) == {
+                name: None
+            }
+        else:
+            with pytest.raises(ValidationError) as caught:
+                update.model_validate({name: None})
+            (error,) = caught.value.errors()
+            assert error["loc"] == (name,)
+            assert "cannot be null" in error["msg"]
+    # Omitted fields are left alone, whatever their column.
+    assert update.model_validate({}).model_dump(exclude_unset=True) == {}
+
+
+def test_lead_update_refuses_null_for_its_not_null_columns() -> None:
+    for name in ("tags", "custom_fields", "score", "email", "source", "status", "temperature"):
+        with pytest.raises(ValidationError, match=name):
+            m.LeadUpdate.model_validate({name: None})
+
+
+def _declared_fields() -> dict[tuple[str, str], set[str]]:
+    """(module, class) -> the fields its class statement writes, for every class of
+    leaddb.models (ClassVars left out)."""
+    declared: dict[tuple[str, str], set[str]] = {}
+    package = pathlib.Path(m.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef):
+                declared[(f"leaddb.models.{path.stem}", node.name)] = {
+                    item.target.id
+                    for item in node.body
+                    if isinstance(item, ast.AnnAssign)
+                    and isinstance(item.target, ast.Name)
+                    and "ClassVar" not in ast.unparse(item.annotation)
+                }
+    return declared
+
+
+def test_no_schema_field_is_declared_twice() -> None:
+    """Along the classes every table and schema is made of, each field is written once: the
+    Update schemas take theirs from the Base (patch_of), the Read schemas from the table
+    mixins (as_read), the Create and Update schemas share password / credentials mixins."""
+    declared = _declared_fields()
+    classes = [
+        value
+        for module in {module for module, _ in declared}
+        for value in vars(importlib.import_module(module)).values()
+        if isinstance(value, type) and issubclass(value, BaseModel)
+    ]
+    assert len(classes) > 60
+    for klass in classes:
+        # A class made by patch_of or as_read shares its statement with the class it extends.
+        statements = {
+            (base.__module__, base.__name__)
+            for base in klass.__mro__
+            if (base.__module__, base.__name__) in declared
+        }
+        seen: dict[str, tuple[str, str]] = {}
+        for statement in sorted(statements):
+            for name in declared[statement]:
+                assert name not in seen, f"{klass.__name__}.{name}: {seen.get(name)}, {statement}"
+                seen[name] = statement
+    assert not _declared_fields()[("leaddb.models.lead", "LeadUpdate")]
+    assert len(m.LeadUpdate.model_fields) == len(m.LeadBase.model_fields) == 17
+
+
+@pytest.mark.parametrize("model", ENTITIES)
+def test_read_schemas_require_what_the_database_always_fills(model: type[SQLModel]) -> None:
+    table = table_of(model)
+    read = schemas(model)[3]
+    filled = IMMUTABLE | {"enrolled_at", "assigned_at"}
+    for name, field in read.model_fields.items():
+        if name in filled:
+            assert field.is_required() is not table.c[name].nullable, f"{read.__name__}.{name}"
+            assert field.default is None or field.is_required()
 
 
 def test_temperature_thresholds_default_and_per_organization() -> None:
@@ -256,3 +340,59 @@ def test_temperature_thresholds_default_and_per_organization() -> None:
         name="A", slug="a", settings={"lead_temperature": {"warm_min": 10, "hot_min": 20}}
     )
     assert custom.temperature_thresholds().classify(15) is m.LeadTemperature.WARM
+
+
+# Every JSONB column of every table, with the Create / Update schemas that write it.
+JSON_FIELDS = [
+    pytest.param(schema, column.name, id=f"{schema.__name__}.{column.name}")
+    for model in m.TABLE_MODELS
+    for column in table_of(model).columns
+    if isinstance(column.type, JSONB)
+    for schema in schemas(model)[1:3]
+    if column.name in schema.model_fields
+]
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+
+def test_json_fields_are_found() -> None:
+    found = {param.id for param in JSON_FIELDS}
+    assert {"LeadCreate.custom_fields", "LeadUpdate.custom_fields"} <= found
+    assert {"WorkflowCreate.definition", "LeadScoringRuleUpdate.value"} <= found
+    assert len(found) >= 20
+
+
+@pytest.mark.parametrize(("schema", "field"), JSON_FIELDS)
+@pytest.mark.parametrize("number", NON_FINITE, ids=["nan", "inf", "-inf"])
+def test_non_finite_numbers_anywhere_in_json_are_a_validation_error(
+    schema: type[SQLModel], field: str, number: float
+) -> None:
+    model_name = schema.__name__.removesuffix("Create").removesuffix("Update")
+    base = VALID[model_name] if schema.__name__.endswith("Create") else {}
+    nested = {"fine": [1, 2.5, None], "deep": {"list": [0, {"x": number}]}}
+    for value in ({"x": number}, nested, number, [number]):
+        with pytest.raises(ValidationError) as caught:
+            schema.model_validate({**base, field: value})
+        assert [error["loc"][0] for error in caught.value.errors()] == [field], value
+    # Finite numbers are still fine (a scoring rule's value is one number: "gte" 500).
+    finite = 2.5e3 if field == "value" else nested | {"deep": {"x": 1e300}}
+    schema.model_validate({**base, field: finite})
+
+
+def test_guard_refuses_non_finite_json_of_unvalidated_instances() -> None:
+    for value in (float("nan"), {"a": [1, {"b": float("-inf")}]}, [float("inf")]):
+        with pytest.raises(InvalidValueError) as caught:
+            check_values("lead", {"custom_fields": value}, max_json_bytes=10**6, max_json_depth=9)
+        assert caught.value.field == "custom_fields"
+    check_values("lead", {"custom_fields": {"a": 1.5}}, max_json_bytes=10**6, max_json_depth=9)
+
+
+def test_secret_columns_are_marked_in_the_models() -> None:
+    marked = {
+        column.name
+        for model in m.TABLE_MODELS
+        for column in table_of(model).columns
+        if is_secret(column)
+    }
+    assert marked == SECRETS
+    # The audit images, the cache and the bulk paths leave out the same columns.
+    assert marked == statements.SECRET_COLUMNS
