@@ -26,6 +26,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Final, TypeAlias
 
 import orjson
+
+try:
+    import fastapi  # noqa: F401  (only to say what is missing, below)
+except ImportError as missing:  # pragma: no cover - the dev extra installs it
+    raise ImportError("leaddb.fastapi needs FastAPI: pip install 'leaddb[fastapi]'") from missing
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.routing import APIRoute
@@ -36,6 +41,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 from sqlalchemy.sql.visitors import iterate
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from leaddb.db import LeadDB
 from leaddb.errors import (
@@ -335,7 +341,21 @@ async def _request_validation_handler(request: Request, error: Exception) -> Res
 async def _http_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     body = problem(error.status_code, str(error.detail), request)
-    return ProblemResponse(body, status_code=error.status_code, headers=error.headers)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route on the path only; FastAPI makes one
+        # route per method, so GET and POST /leads would answer "Allow: GET" alone.
+        headers["Allow"] = ", ".join(sorted(_allowed_methods(request)))
+    return ProblemResponse(body, status_code=error.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return methods
 
 
 def error_problem(error: Exception, status: int, request: Request | None = None) -> Problem:
@@ -419,12 +439,20 @@ def _add_problem_schema(app: FastAPI) -> None:
         problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(problem_schema.pop("$defs", {}))
         schemas["Problem"] = problem_schema
+        if schemas.get("JsonValue") == {}:  # pydantic's JsonValue: any JSON at all
+            schemas["JsonValue"] = _JSON_VALUE
+        _text_without_nul(schemas)
         declared = problem_responses(_UNPROCESSABLE)[_UNPROCESSABLE]
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
-                answers = operation.get("responses", {}) if isinstance(operation, dict) else {}
+                if not isinstance(operation, dict):
+                    continue
+                answers = operation.get("responses", {})
                 if _is_fastapi_validation_error(answers.get(str(_UNPROCESSABLE))):
                     answers[str(_UNPROCESSABLE)] = declared
+                for parameter in operation.get("parameters", ()):
+                    _drop_null(parameter.get("schema"))
+                    _text_without_nul(parameter.get("schema"))
         if "HTTPValidationError" not in str(schema.get("paths")):
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
@@ -432,6 +460,54 @@ def _add_problem_schema(app: FastAPI) -> None:
 
     # FastAPI's documented way to extend its OpenAPI is to replace this method on the app.
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_NO_NUL: Final = "^[^\\u0000]*$"
+_JSON_VALUE: Final = {
+    "anyOf": [
+        {"type": "null"},
+        {"type": "boolean"},
+        {"type": "number"},
+        {"type": "string"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JsonValue"}},
+    ]
+}
+
+
+def _text_without_nul(schema: object) -> None:
+    """Say that no text holds a NUL: PostgreSQL's text and jsonb cannot store one, so leaddb
+    refuses it (InvalidValueError, 422). Strings that already have a pattern, a format or a
+    fixed set of values are left as they are; so are object keys' own rules."""
+    if isinstance(schema, list):
+        for item in schema:
+            _text_without_nul(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    constrained = {"pattern", "format", "enum", "const"} & schema.keys()
+    if schema.get("type") == "string" and not constrained:
+        schema["pattern"] = _NO_NUL
+    if schema.get("type") == "object" and schema.get("additionalProperties", True) is not False:
+        schema.setdefault("propertyNames", {"pattern": _NO_NUL})
+    for key, value in schema.items():
+        if key != "propertyNames":
+            _text_without_nul(value)
+
+
+def _drop_null(schema: object) -> None:
+    """An optional parameter is one that is left out: HTTP has no null query or header value,
+    yet FastAPI declares ``X | None`` as ``anyOf: [X, null]`` and a client then sends "null"."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("anyOf"), list):
+        return
+    alternatives = [choice for choice in schema["anyOf"] if choice != {"type": "null"}]
+    if len(alternatives) == len(schema["anyOf"]):
+        return
+    del schema["anyOf"]
+    if len(alternatives) == 1 and isinstance(alternatives[0], dict):
+        schema.update({**alternatives[0], **schema})
+    else:
+        schema["anyOf"] = alternatives
 
 
 def _is_fastapi_validation_error(answer: object) -> bool:

@@ -21,7 +21,9 @@ from pydantic import BaseModel
 from leaddb import LeadDBSettings
 from leaddb.errors import NotFoundError
 from leaddb.fastapi import Database, Tenant, install, lifespan, problem_responses
-from leaddb.models import Lead, LeadCreate, LeadRead, LeadStatus, LeadUpdate
+from leaddb.models import Lead, LeadRead, LeadStatus
+
+from .schemas import CURSOR_PATTERN, LeadIn, LeadPatch
 
 # At most 9 digits: every such number fits the version column (a PostgreSQL integer).
 ETAG_PATTERN: Final = r'^(?:W/)?"?(\d{1,9})"?$'
@@ -65,8 +67,8 @@ def create_app(settings: LeadDBSettings | None = None) -> FastAPI:
         status_code=status.HTTP_201_CREATED,
         responses=problem_responses(401, 409, 422, 503),
     )
-    async def create_lead(payload: LeadCreate, uow: Tenant, response: Response) -> LeadRead:
-        lead = await uow.leads.create(payload)
+    async def create_lead(payload: LeadIn, uow: Tenant, response: Response) -> LeadRead:
+        lead = await uow.leads.create(payload.to_create())
         response.headers["Location"] = f"/leads/{lead.id}"
         return read(lead, response)
 
@@ -86,6 +88,7 @@ def create_app(settings: LeadDBSettings | None = None) -> FastAPI:
             Query(
                 min_length=1,
                 max_length=2048,
+                pattern=CURSOR_PATTERN,
                 description="The next_cursor of the page before, unchanged (it is signed: "
                 "any other value is 422)",
             ),
@@ -101,7 +104,7 @@ def create_app(settings: LeadDBSettings | None = None) -> FastAPI:
     @app.patch("/leads/{lead_id}", responses=problem_responses(401, 404, 409, 422, 503))
     async def update_lead(
         lead_id: uuid.UUID,
-        patch: LeadUpdate,
+        patch: LeadPatch,
         uow: Tenant,
         response: Response,
         if_match: Annotated[
@@ -116,7 +119,7 @@ def create_app(settings: LeadDBSettings | None = None) -> FastAPI:
         if if_match is not None:
             found = _ETAG.match(if_match)
             version = int(found.group(1)) if found else None
-        lead = await uow.leads.update(lead_id, patch, expected_version=version)
+        lead = await uow.leads.update(lead_id, patch.to_update(), expected_version=version)
         return read(lead, response)
 
     return app
