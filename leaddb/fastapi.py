@@ -254,7 +254,7 @@ async def tenant_unit_of_work(
 
     A session outlives nothing in PostgreSQL: its user, read in the same unit of work, must
     still exist and be active (deactivating through the repository revokes the sessions too,
-    but an update through ``uow.session`` or SQL does not), else 401.
+    but an update in raw SQL does not), else 401.
     """
     async with db.tenant(session.organization_id, actor=session.user_id) as uow:
         user = await uow.users.get(session.user_id)
@@ -303,7 +303,10 @@ class StrictJSONRoute(APIRoute):
 
 def install(app: FastAPI) -> None:
     """Problem answers for leaddb's errors, request validation and HTTP errors; the ``Problem``
-    schema in the OpenAPI; strict JSON parsing for the routes added from now on."""
+    schema in the OpenAPI; strict JSON parsing for the routes added to ``app`` from now on.
+
+    An ``APIRouter`` keeps its own route class: give it ``route_class=StrictJSONRoute``.
+    """
     app.router.route_class = StrictJSONRoute
     for error_class, status in ERROR_STATUS:
         app.add_exception_handler(error_class, _leaddb_error_handler(status))
