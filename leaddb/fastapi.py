@@ -209,8 +209,11 @@ def lifespan(
     return connected
 
 
-def get_leaddb(request: Request) -> LeadDB:
-    """The process's ``LeadDB``, as ``lifespan`` stored it."""
+async def get_leaddb(request: Request) -> LeadDB:
+    """The process's ``LeadDB``, as ``lifespan`` stored it.
+
+    A coroutine although it awaits nothing: FastAPI runs a plain function dependency in a
+    worker thread, a thread hop on every request."""
     db = getattr(request.app.state, "leaddb", None)
     if not isinstance(db, LeadDB):
         raise RuntimeError("LeadDB is not connected: is the app running under leaddb's lifespan?")
