@@ -3,6 +3,7 @@ sessions in Redis, leads in PostgreSQL, leaddb's errors as HTTP statuses."""
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ if str(ROOT) not in sys.path:  # the examples live beside the package, not insid
     sys.path.insert(0, str(ROOT))
 
 from examples.service.app import create_app  # noqa: E402
+from examples.service.token import token_for  # noqa: E402
 
 
 @dataclass
@@ -207,3 +209,69 @@ async def test_other_tenants_lead_is_404_to_read_and_to_update(
 async def test_unknown_lead_is_404(alice: Caller) -> None:
     missing = await alice.client.get(f"/leads/{uuid.uuid4()}", headers=alice.headers)
     assert missing.status_code == 404
+
+
+async def test_the_readmes_token_script_opens_a_session_the_service_accepts(
+    db: LeadDB, client: httpx.AsyncClient
+) -> None:
+    first = await token_for(db, "acme", "dev@example.com")
+    again = await token_for(db, "acme", "dev@example.com")  # the same user, a second session
+    for token in (first, again):
+        listed = await client.get("/leads", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200, listed.text
+    one = await db.sessions.get(first)
+    other = await db.sessions.get(again)
+    assert one is not None
+    assert other is not None
+    assert (one.user_id, one.organization_id) == (other.user_id, other.organization_id)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("phone", ""), ("phone", "((((((("), ("linkedin_url", ""), ("linkedin_url", "ftp://a.b")],
+)
+async def test_values_the_openapi_refuses_are_422_naming_the_field(
+    alice: Caller, field: str, value: str
+) -> None:
+    document = (await alice.client.get("/openapi.json")).json()
+    declared = document["components"]["schemas"]["LeadIn"]["properties"][field]["anyOf"][0]
+    assert re.search(declared["pattern"], value) is None  # the OpenAPI says it is refused
+    response = await alice.client.post(
+        "/leads", json={"email": "a@example.com", field: value}, headers=alice.headers
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [issue["loc"] for issue in response.json()["errors"]] == [["body", field]]
+
+
+async def test_values_the_openapi_allows_are_stored(alice: Caller) -> None:
+    created = await alice.client.post(
+        "/leads",
+        json={
+            "email": "b@example.com",
+            "phone": "+1 (555) 010-0200",
+            "linkedin_url": "https://www.linkedin.com/in/ada",
+            "estimated_value": "1200.50",
+        },
+        headers=alice.headers,
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["estimated_value"] == "1200.50"
+    assert created.json()["linkedin_url"] == "https://www.linkedin.com/in/ada"
+
+
+async def test_every_lead_route_declares_its_problem_answers(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    expected = {
+        ("post", "/leads"): {"401", "409", "422", "503"},
+        ("get", "/leads"): {"401", "422", "503"},
+        ("get", "/leads/{lead_id}"): {"401", "404", "422", "503"},
+        ("patch", "/leads/{lead_id}"): {"401", "404", "409", "422", "503"},
+    }
+    for (method, path), statuses in expected.items():
+        answers = document["paths"][path][method]["responses"]
+        assert {code for code in answers if code >= "400"} == statuses
+        for code in statuses:
+            assert answers[code]["content"] == problem, (method, path, code)
+    assert document["paths"]["/leads"]["get"]["security"] == [{"HTTPBearer": []}]
