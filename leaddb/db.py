@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from leaddb import migrate as migrations
+from leaddb import telemetry
 from leaddb.cache.client import LeanRedis
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
@@ -93,6 +94,8 @@ class LeadDB:
         self.session_roles = roles or SessionRoles()
         self._embedded = embedded
         self._closed = False
+        self.telemetry_name = telemetry.watch(self)
+        """What this instance's metrics carry as ``leaddb.client`` (and the pool's name)."""
 
     def tenant(
         self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
@@ -183,6 +186,8 @@ class LeadDB:
             settings, engine, pool, redis, info, roles=roles, embedded=(embedded_pg, embedded_redis)
         )
         await db._check_app_role()
+        if settings.telemetry and not telemetry.on:
+            _instrument_globally()
         return db
 
     async def _check_app_role(self) -> None:
@@ -212,6 +217,7 @@ class LeadDB:
         if self._closed:
             return
         self._closed = True
+        telemetry.unwatch(self)
         await self.pool.close()
         await self.engine.dispose()
         await self.cache.redis.close()
@@ -227,6 +233,20 @@ class LeadDB:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _instrument_globally() -> None:
+    try:
+        switched_on = telemetry.instrument()
+    except ImportError:
+        raise ConfigurationError(
+            "LEADDB_TELEMETRY needs OpenTelemetry: pip install 'leaddb[otel]'"
+        ) from None
+    if not switched_on:
+        logger.info(
+            "LEADDB_TELEMETRY is set but no OpenTelemetry tracer or meter provider is; "
+            "telemetry stays off"
+        )
 
 
 def create_engine(settings: LeadDBSettings) -> AsyncEngine:

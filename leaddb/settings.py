@@ -73,6 +73,11 @@ class LeadDBSettings(BaseSettings):
         description="Key that signs pagination cursors; unset: derived from database_url.",
     )
     echo_sql: bool = False
+    telemetry: bool = Field(
+        default=False,
+        description="OpenTelemetry spans and metrics (extra 'otel') through the global tracer and "
+        "meter providers, which must be set before connecting; off, it costs nothing.",
+    )
     bulk_pauses_gc: bool = Field(
         default=True,
         description="create_many of 200 rows or more holds back Python's cyclic garbage "

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Self
 
 import asyncpg
 
+from leaddb import telemetry
 from leaddb.errors import (
     ConnectionFailedError,
     LeadDBError,
@@ -66,10 +67,13 @@ class UnitOfWork:
         self._wiped_tenants: set[uuid.UUID] = set()
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self.cache: UnitCache | None = db.cache_unit()
+        self._trace: telemetry.UnitTrace | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if telemetry.on:
+            self._trace = telemetry.start_unit(self.tenant_id, self.actor_id)
         return self
 
     async def __aexit__(
@@ -78,6 +82,13 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        try:
+            await self._exit()
+        finally:
+            if self._trace is not None:
+                self._trace.end(exc)
+
+    async def _exit(self) -> None:
         if self._closed:
             return
         if self._connection is None:
@@ -139,7 +150,12 @@ class UnitOfWork:
             # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
             self._connection = connection
             try:
-                await connection.execute(self._begin_sql(connection))
+                sql = self._begin_sql(connection)
+                await (
+                    telemetry.statement(connection.execute, (sql,))
+                    if telemetry.on
+                    else connection.execute(sql)
+                )
                 self._begun = True
             except Exception as error:
                 mapped = _mapped(error)
@@ -207,6 +223,8 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
         self.check_open()
+        if self._trace is not None:
+            self._trace.outcome = "committing"
         connection = self._connection
         # Whether the transaction may have committed. A COMMIT whose answer never arrived (the
         # caller cancelled, the connection dropped) may well have, so only the server's own
@@ -215,7 +233,11 @@ class UnitOfWork:
         try:
             if connection is not None:
                 try:
-                    status = await connection.execute("COMMIT")
+                    status = await (
+                        telemetry.statement(connection.execute, ("COMMIT",))
+                        if telemetry.on
+                        else connection.execute("COMMIT")
+                    )
                 except asyncpg.PostgresError as error:
                     # The server's "no", unless the connection failed (class 08) or the server
                     # ended the session (class 57, a shutdown): both may follow the commit.
@@ -240,6 +262,8 @@ class UnitOfWork:
                 await asyncio.shield(self._release_and_invalidate(self.cache))
             else:
                 await self._release()
+        if self._trace is not None:
+            self._trace.outcome = "committed"
         for action in self._after_commit:
             await asyncio.shield(action())
 
@@ -299,7 +323,11 @@ class UnitOfWork:
         # the pool then frees its slot.
         try:
             if not connection.is_closed() and connection.is_in_transaction():
-                await connection.execute("ROLLBACK")
+                await (
+                    telemetry.statement(connection.execute, ("ROLLBACK",))
+                    if telemetry.on
+                    else connection.execute("ROLLBACK")
+                )
             if self._raw and not connection.is_closed():
                 await self._db.session_roles.reset(connection, assume=self._db.assumes_app_role)
         except Exception:

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select
 from sqlalchemy.exc import ArgumentError, CompileError
 from sqlmodel import SQLModel
 
+from leaddb import telemetry
 from leaddb.cache.codec import RowCodec
 from leaddb.errors import (
     InvalidFilterError,
@@ -60,6 +61,8 @@ async def _run(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     when the connection was lost and the pool has already taken it back.
     """
     try:
+        if telemetry.on:
+            return await telemetry.statement(method, args)
         return await method(*args)
     except Exception as error:
         mapped = translate(error)

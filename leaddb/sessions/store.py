@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from pydantic import JsonValue, ValidationError
 from redis.exceptions import RedisError
 
+from leaddb import telemetry
 from leaddb.errors import ConnectionFailedError
 from leaddb.sessions import scripts
 from leaddb.sessions.models import Session, SessionMetadata, StoredRecord, from_ms
@@ -130,6 +131,11 @@ class SessionStore:
         Any malformed token (empty, short, huge, non-ASCII, not a string) is None without a
         Redis call. Raises ``ConnectionFailedError`` when Redis cannot answer.
         """
+        if telemetry.on:
+            return await telemetry.session_resolve(self._get(token))
+        return await self._get(token)
+
+    async def _get(self, token: str | None) -> Session | None:
         parsed = parse_token(token)
         if parsed is None:
             return None
