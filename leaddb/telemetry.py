@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider
     from opentelemetry.metrics import Observation as ObservationType
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
     from leaddb.cache.store import CacheStats
 
@@ -92,6 +92,19 @@ class _State:
     statement_duration: Histogram
     unit_duration: Histogram
     commit_failures: Counter
+    # OpenTelemetry's names, looked up once rather than imported on every call.
+    client: SpanKind
+    error_code: StatusCode
+    status: type[Status]
+    attach: Callable[[Context], Token[Context]]
+    detach: Callable[[Token[Context]], None]
+    in_context: Callable[[Span], Context]
+
+    def failed(self, span: Span, error: BaseException) -> None:
+        described = type(error).__qualname__
+        span.record_exception(error)
+        span.set_attribute("error.type", described)
+        span.set_status(self.status(self.error_code, described))
 
 
 _state: _State | None = None
@@ -110,7 +123,7 @@ def instrument(
     the providers.
     """
     global on, _state
-    from opentelemetry import metrics, trace
+    from opentelemetry import context, metrics, trace
 
     if tracer_provider is None and _is_configured(trace.get_tracer_provider()):
         tracer_provider = trace.get_tracer_provider()
@@ -136,6 +149,12 @@ def instrument(
             unit="{commit}",
             description="COMMITs that failed or were answered with ROLLBACK",
         ),
+        client=trace.SpanKind.CLIENT,
+        error_code=trace.StatusCode.ERROR,
+        status=trace.Status,
+        attach=context.attach,
+        detach=context.detach,
+        in_context=trace.set_span_in_context,
     )
     on = True
     return True
@@ -295,29 +314,27 @@ async def statement(method: Callable[..., Awaitable[T]], args: tuple[Any, ...]) 
     state = _state
     if state is None:  # switched off since the caller looked
         return await method(*args)
-    from opentelemetry.trace import SpanKind
-
     text = args[0] if args and isinstance(args[0], str) else None
     shape = _shape(text)
+    # Not made current: nothing runs inside a statement, and attaching a context costs.
+    span = state.tracer.start_span(shape.summary, kind=state.client, attributes=shape.attributes)
     started = time.perf_counter()
-    error_type: str | None = None
-    with state.tracer.start_as_current_span(
-        shape.summary, kind=SpanKind.CLIENT, attributes=shape.attributes
-    ) as span:
-        try:
-            return await method(*args)
-        except BaseException as error:
-            error_type = type(error).__qualname__
-            span.set_attribute("error.type", error_type)
-            sqlstate = getattr(error, "sqlstate", None)
-            if isinstance(sqlstate, str):
-                span.set_attribute("db.response.status_code", sqlstate)
-            raise
-        finally:
-            attributes = shape.metric_attributes
-            if error_type is not None:
-                attributes = {**attributes, "error.type": error_type}
-            state.statement_duration.record(time.perf_counter() - started, attributes)
+    try:
+        result = await method(*args)
+    except BaseException as error:
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            span.set_attribute("db.response.status_code", sqlstate)
+        state.failed(span, error)
+        span.end()
+        state.statement_duration.record(
+            time.perf_counter() - started,
+            {**shape.metric_attributes, "error.type": type(error).__qualname__},
+        )
+        raise
+    span.end()
+    state.statement_duration.record(time.perf_counter() - started, shape.metric_attributes)
+    return result
 
 
 # -- cache round trips ----------------------------------------------------------------------
@@ -343,8 +360,6 @@ def cache_call(
     state = _state
     if state is None or not started:
         return
-    from opentelemetry.trace import SpanKind, Status, StatusCode
-
     attributes: dict[str, str | bool | int] = {
         "db.system.name": "redis",
         "db.operation.name": operation,
@@ -356,14 +371,12 @@ def cache_call(
         attributes[f"leaddb.cache.{name}"] = value
     span = state.tracer.start_span(
         f"{operation} leaddb.cache.{action}",
-        kind=SpanKind.CLIENT,
+        kind=state.client,
         attributes=attributes,
         start_time=started,
     )
     if error is not None:
-        span.record_exception(error)
-        span.set_attribute("error.type", type(error).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+        state.failed(span, error)
     span.end()
 
 
@@ -375,10 +388,16 @@ async def session_resolve(resolve: Awaitable[T]) -> T:
     state = _state
     if state is None:
         return await resolve
-    with state.tracer.start_as_current_span("leaddb.session.resolve") as span:
+    span = state.tracer.start_span("leaddb.session.resolve")
+    try:
         result = await resolve
-        span.set_attribute("leaddb.session.found", result is not None)
-        return result
+    except BaseException as error:
+        state.failed(span, error)
+        span.end()
+        raise
+    span.set_attribute("leaddb.session.found", result is not None)
+    span.end()
+    return result
 
 
 # -- units of work --------------------------------------------------------------------------
@@ -387,61 +406,50 @@ async def session_resolve(resolve: Awaitable[T]) -> T:
 class UnitTrace:
     """The span and clock of one unit of work, from ``async with`` to its end."""
 
-    __slots__ = ("_kind", "_span", "_started", "_token", "outcome")
+    __slots__ = ("_kind", "_span", "_started", "_state", "_token", "outcome")
 
-    def __init__(self, span: Span, token: Token[Context], kind: str) -> None:
-        self._span = span
-        self._token = token
+    def __init__(self, state: _State, tenant_id: object | None, actor_id: object | None) -> None:
+        kind = "tenant" if tenant_id is not None else "platform"
+        attributes = {"leaddb.unit_of_work.kind": kind}
+        if tenant_id is not None:
+            attributes["leaddb.tenant.id"] = str(tenant_id)
+        if actor_id is not None:
+            attributes["leaddb.actor.id"] = str(actor_id)
+        self._state = state
         self._kind = kind
+        self._span = span = state.tracer.start_span("leaddb.unit_of_work", attributes=attributes)
+        # Current while the block runs, so its statements and the caller's own spans nest.
+        self._token = state.attach(state.in_context(span))
         self._started = time.perf_counter()
         self.outcome: str | None = None
         """None until ``commit()`` begins; "committing" while it runs; "committed" after."""
 
     def end(self, error: BaseException | None) -> None:
-        from opentelemetry import context
-        from opentelemetry.trace import Status, StatusCode
-
-        state = _state
+        state = self._state
         outcome = self.outcome
         if outcome == "committing":
             outcome = "failed"
-            if state is not None:
-                state.commit_failures.add(1, {"leaddb.unit_of_work.kind": self._kind})
+            state.commit_failures.add(1, {"leaddb.unit_of_work.kind": self._kind})
         elif outcome is None:
             outcome = "rolled_back" if error is None else "failed"
         span = self._span
         span.set_attribute("leaddb.unit_of_work.outcome", outcome)
         if error is not None:
-            span.record_exception(error)
-        if outcome == "failed":
-            described = type(error).__qualname__ if error is not None else "commit failed"
-            span.set_status(Status(StatusCode.ERROR, described))
-            if error is not None:
-                span.set_attribute("error.type", type(error).__qualname__)
+            if outcome == "failed":
+                state.failed(span, error)
+            else:  # raised after the commit: recorded, but the unit of work did its job
+                span.record_exception(error)
         span.end()
-        # Detached from the context it was attached in; in another one (an ``async with``
-        # whose exit runs in another task), OpenTelemetry logs and carries on.
-        context.detach(self._token)
-        if state is not None:
-            state.unit_duration.record(
-                time.perf_counter() - self._started,
-                {"leaddb.unit_of_work.kind": self._kind, "leaddb.unit_of_work.outcome": outcome},
-            )
+        # Detached in the context it was attached in; in another one (an ``async with`` whose
+        # exit runs in another task), OpenTelemetry logs that and carries on.
+        state.detach(self._token)
+        state.unit_duration.record(
+            time.perf_counter() - self._started,
+            {"leaddb.unit_of_work.kind": self._kind, "leaddb.unit_of_work.outcome": outcome},
+        )
 
 
 def start_unit(tenant_id: object | None, actor_id: object | None) -> UnitTrace | None:
     """The span of a unit of work entering its block, made current until ``end``."""
     state = _state
-    if state is None:
-        return None
-    from opentelemetry import context, trace
-
-    kind = "tenant" if tenant_id is not None else "platform"
-    attributes = {"leaddb.unit_of_work.kind": kind}
-    if tenant_id is not None:
-        attributes["leaddb.tenant.id"] = str(tenant_id)
-    if actor_id is not None:
-        attributes["leaddb.actor.id"] = str(actor_id)
-    span = state.tracer.start_span("leaddb.unit_of_work", attributes=attributes)
-    parent: Context = trace.set_span_in_context(span)
-    return UnitTrace(span, context.attach(parent), kind)
+    return None if state is None else UnitTrace(state, tenant_id, actor_id)

@@ -82,13 +82,9 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        try:
-            await self._exit()
-        finally:
-            if self._trace is not None:
-                self._trace.end(exc)
-
-    async def _exit(self) -> None:
+        if self._trace is not None:
+            await self._exit_traced(exc)
+            return
         if self._closed:
             return
         if self._connection is None:
@@ -97,6 +93,14 @@ class UnitOfWork:
             self._closed = True
             return
         await self.rollback()
+
+    async def _exit_traced(self, error: BaseException | None) -> None:
+        trace, self._trace = self._trace, None
+        try:
+            await self.__aexit__(type(error) if error else None, error, None)
+        finally:
+            if trace is not None:
+                trace.end(error)
 
     @property
     def closed(self) -> bool:
