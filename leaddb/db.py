@@ -94,7 +94,7 @@ class LeadDB:
         self.session_roles = roles or SessionRoles()
         self._embedded = embedded
         self._closed = False
-        self.telemetry_name = telemetry.watch(self)
+        self.telemetry_name = telemetry.watch(self, pool, self.cache)
         """What this instance's metrics carry as ``leaddb.client`` (and the pool's name)."""
 
     def tenant(
@@ -152,6 +152,8 @@ class LeadDB:
                 settings = LeadDBSettings()
             except ValidationError as error:
                 raise ConfigurationError(_one_line(error)) from None
+        if settings.telemetry and not telemetry.on:
+            _instrument_globally()
         embedded_pg: EmbeddedPostgres | None = None
         embedded_redis: EmbeddedRedis | None = None
         if settings.database_url is None:
@@ -186,8 +188,6 @@ class LeadDB:
             settings, engine, pool, redis, info, roles=roles, embedded=(embedded_pg, embedded_redis)
         )
         await db._check_app_role()
-        if settings.telemetry and not telemetry.on:
-            _instrument_globally()
         return db
 
     async def _check_app_role(self) -> None:
@@ -216,8 +216,8 @@ class LeadDB:
         """Close the pool and the Redis client. Embedded servers keep running for the next start."""
         if self._closed:
             return
-        self._closed = True
         telemetry.unwatch(self)
+        self._closed = True
         await self.pool.close()
         await self.engine.dispose()
         await self.cache.redis.close()

@@ -61,28 +61,19 @@ class _Cache(Protocol):
     def stats(self) -> CacheStats: ...
 
 
-class Watched(Protocol):
-    """What the metrics read of a ``LeadDB``."""
-
-    @property
-    def pool(self) -> _Pool: ...
-    @property
-    def cache(self) -> _Cache: ...
-
-
-_watched: weakref.WeakKeyDictionary[Watched, str] = weakref.WeakKeyDictionary()
+_watched: weakref.WeakKeyDictionary[object, tuple[str, _Pool, _Cache]] = weakref.WeakKeyDictionary()
 _client_numbers = itertools.count(1)
 
 
-def watch(db: Watched) -> str:
-    """Report ``db``'s pool and cache in the metrics (done by ``LeadDB`` itself); returns the
-    name its metrics carry as ``leaddb.client``."""
+def watch(db: object, pool: _Pool, cache: _Cache) -> str:
+    """Report ``db``'s pool and cache in the metrics while ``db`` lives (``LeadDB`` does this
+    itself); returns the name its metrics carry as ``leaddb.client``."""
     name = f"leaddb-{next(_client_numbers)}"
-    _watched[db] = name
+    _watched[db] = (name, pool, cache)
     return name
 
 
-def unwatch(db: Watched) -> None:
+def unwatch(db: object) -> None:
     _watched.pop(db, None)
 
 
@@ -180,15 +171,15 @@ def _is_configured(provider: object) -> bool:
 def _observe(meter: Any) -> None:
     from opentelemetry.metrics import Observation
 
-    def stats() -> Iterator[tuple[str, CacheStats, Watched]]:
-        for db, name in list(_watched.items()):
-            yield name, db.cache.stats(), db
+    def stats() -> Iterator[tuple[str, CacheStats]]:
+        for name, _, cache in list(_watched.values()):
+            yield name, cache.stats()
 
     def counter(field: str) -> Callable[[CallbackOptions], Iterable[ObservationType]]:
         def callback(options: CallbackOptions) -> Iterable[ObservationType]:
             return [
                 Observation(getattr(counts, field), {_CLIENT_NAME: name})
-                for name, counts, _ in stats()
+                for name, counts in stats()
             ]
 
         return callback
@@ -207,8 +198,7 @@ def _observe(meter: Any) -> None:
 
     def breaker(options: CallbackOptions) -> Iterable[ObservationType]:
         return [
-            Observation(int(counts.breaker_open), {_CLIENT_NAME: name})
-            for name, counts, _ in stats()
+            Observation(int(counts.breaker_open), {_CLIENT_NAME: name}) for name, counts in stats()
         ]
 
     meter.create_observable_gauge(
@@ -219,8 +209,8 @@ def _observe(meter: Any) -> None:
     )
 
     def pools() -> Iterator[tuple[str, _Pool]]:
-        for db, name in list(_watched.items()):
-            yield name, db.pool
+        for name, pool, _ in list(_watched.values()):
+            yield name, pool
 
     def connections(options: CallbackOptions) -> Iterable[ObservationType]:
         found = []
