@@ -3,10 +3,16 @@ and failed commits, read back from the SDK's in-memory exporters."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import sys
 import uuid
+from asyncio.subprocess import PIPE
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -15,12 +21,18 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from pydantic import SecretStr
 
-from leaddb import LeadDB, telemetry
+import leaddb
+from leaddb import LeadDB, LeadDBSettings, telemetry
 from leaddb.errors import ConflictError, TransactionFailedError
 from leaddb.models import LeadCreate, LeadUpdate
 
 from .factories import make_lead, make_org
+from .session_helpers import DEAD_REDIS
+
+if TYPE_CHECKING:
+    from conftest import TestServers
 
 
 @dataclass
@@ -313,3 +325,109 @@ async def test_a_session_resolve_is_a_span_that_says_whether_it_found_one(
         False,
     ]
     assert token not in all_attribute_values(recorded.finished())
+
+
+async def test_an_unreachable_redis_is_an_error_on_the_lookup_span_and_opens_the_breaker_gauge(
+    settings: LeadDBSettings, recorded: Recorded
+) -> None:
+    async with await LeadDB.connect(settings) as db:
+        org = await make_org(db)
+        lead = await make_lead(db, org.id)
+    dead = settings.model_copy(update={"redis_url": SecretStr(DEAD_REDIS)})
+    async with await LeadDB.connect(dead) as db:
+        recorded.spans.clear()
+        async with db.tenant(org.id) as uow:
+            assert await uow.leads.get(lead.id) is not None
+
+        [lookup] = recorded.named("MGET leaddb.cache.lookup")
+        assert lookup.status.status_code is StatusCode.ERROR
+        assert lookup.attributes is not None
+        assert lookup.attributes["error.type"] in {"ConnectionError", "ConnectionRefusedError"}
+        assert [event.name for event in lookup.events] == ["exception"]
+        name = {"leaddb.client": db.telemetry_name}
+        assert recorded.value("leaddb.cache.breaker.open", **name).value == 1
+        assert recorded.value("leaddb.cache.errors", **name).value == db.cache.stats().errors == 1
+
+
+async def test_while_off_no_hook_does_any_work(db: LeadDB, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("telemetry is off: nothing of it may run")
+
+    assert telemetry.on is False
+    for name in ("statement", "cache_call", "now", "start_unit", "session_resolve"):
+        monkeypatch.setattr(telemetry, name, refuse)
+    org = await make_org(db)
+    lead = await make_lead(db, org.id)
+    async with db.tenant(org.id) as uow:
+        await uow.leads.get(lead.id)
+        await uow.leads.get(lead.id)
+        await uow.leads.update(lead.id, LeadUpdate(score=3), expected_version=lead.version)
+        await uow.commit()
+    token = await db.sessions.create(user_id=uuid.uuid4(), organization_id=org.id)
+    assert await db.sessions.get(token) is not None
+
+
+async def test_telemetry_setting_without_a_provider_stays_off_and_says_so(
+    settings: LeadDBSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="leaddb")
+    async with await LeadDB.connect(settings.model_copy(update={"telemetry": True})):
+        assert telemetry.on is False
+    assert "no OpenTelemetry tracer or meter provider" in caplog.text
+
+
+CHECKOUT = str(Path(leaddb.__file__).resolve().parents[1])
+"""Where this leaddb is imported from, for the subprocess to import the same one."""
+
+GLOBAL_PROVIDERS = """
+import asyncio, sys
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from leaddb import LeadDB, LeadDBSettings
+
+spans = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(provider)
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+
+async def main() -> None:
+    async with await LeadDB.connect(LeadDBSettings(telemetry=True)) as db:
+        async with db.platform() as uow:
+            await uow.organizations.list()
+        names = {m.name for r in reader.get_metrics_data().resource_metrics
+                 for s in r.scope_metrics for m in s.metrics}
+    print(sorted({span.name for span in spans.get_finished_spans()}))
+    print("db.client.connection.count" in names, "leaddb.unit_of_work.duration" in names)
+
+
+asyncio.run(main())
+"""
+
+
+async def test_the_setting_uses_the_global_providers_set_before_connecting(
+    settings: LeadDBSettings, servers: TestServers, tmp_path: Path
+) -> None:
+    # The global providers can be set once per process: this runs in a process of its own.
+    script = tmp_path / "global_providers.py"
+    script.write_text(GLOBAL_PROVIDERS, encoding="utf-8")
+    assert settings.database_url is not None
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LEADDB_")}
+    env["LEADDB_DATABASE_URL"] = settings.database_url.get_secret_value()
+    env["LEADDB_REDIS_URL"] = servers.redis_url
+    env["PYTHONPATH"] = CHECKOUT
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert out.decode().splitlines() == [
+        "['BEGIN', 'ROLLBACK', 'SELECT organizations', 'leaddb.unit_of_work']",
+        "True True",
+    ]
