@@ -53,7 +53,8 @@ def bench(session: nox.Session) -> None:
     The peers are installed here only, one at a time: one that cannot be installed is reported
     as unavailable by the script, which carries on without it.
     """
-    session.install("-e", ".[embedded]")
+    # The OpenTelemetry SDK for the telemetry section (issue 24): a service brings its own.
+    session.install("-e", ".[embedded,otel]", "opentelemetry-sdk>=1.27")
     for peer in BENCH_PEERS:
         session.install(peer, success_codes=[0, 1, 2])
     session.run("python", "-m", "bench.run", *session.posargs)

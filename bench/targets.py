@@ -17,6 +17,14 @@ from bench.ops_cache import (
     UNCACHED_GET,
 )
 from bench.ops_reads import DEPTH_DEEP, DEPTH_FIRST, LEADDB_IN_UOW, LEADDB_WITHOUT_RLS
+from bench.ops_telemetry import (
+    CACHED_NO_EXTRA,
+    CACHED_OFF,
+    CACHED_ON,
+    NO_EXTRA,
+    OFF,
+    ON,
+)
 
 LEADDB = "leaddb"
 LEADDB_BULK = "leaddb create_many"
@@ -178,4 +186,23 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
             1.10,
         ),
     ]
+    for key, what, never, off, on in (
+        ("telemetry_get", "get (own uow)", NO_EXTRA, OFF, ON),
+        ("telemetry_cached_get", "cached get (own uow)", CACHED_NO_EXTRA, CACHED_OFF, CACHED_ON),
+    ):
+        result = results.get(key)
+        found += [
+            Target(
+                24,
+                f"{what}: telemetry off (extra, no provider) / never asked for",
+                _ratio(result, off, never),
+                1.02,
+            ),
+            Target(
+                24,
+                f"{what}: telemetry on (SDK, in-memory) / never asked for",
+                _ratio(result, on, never),
+                1.3,
+            ),
+        ]
     return found

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from leaddb import migrate as migrations
+from leaddb import telemetry
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
@@ -104,6 +105,8 @@ class LeadDB:
         self.session_roles = roles or SessionRoles()
         self._embedded = embedded
         self._closed = False
+        self.telemetry_name = telemetry.watch(self, pool, self.cache)
+        """What this instance's metrics carry as ``leaddb.client`` (and the pool's name)."""
 
     def tenant(
         self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
@@ -159,6 +162,8 @@ class LeadDB:
                 settings = LeadDBSettings()
             except ValidationError as error:
                 raise ConfigurationError(settings_problems(error)) from None
+        if settings.telemetry and not telemetry.on:
+            _instrument_globally()
         embedded_pg: EmbeddedPostgres | None = None
         embedded_redis: EmbeddedRedis | None = None
         if settings.database_url is None:
@@ -278,6 +283,7 @@ class LeadDB:
         """Close the pool and the Redis client. Embedded servers keep running for the next start."""
         if self._closed:
             return
+        telemetry.unwatch(self)
         self._closed = True
         await self.pending.stop()
         await self._pool.close()
@@ -295,6 +301,20 @@ class LeadDB:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _instrument_globally() -> None:
+    try:
+        switched_on = telemetry.instrument()
+    except ImportError:
+        raise ConfigurationError(
+            "LEADDB_TELEMETRY needs OpenTelemetry: pip install 'leaddb[otel]'"
+        ) from None
+    if not switched_on:
+        logger.info(
+            "LEADDB_TELEMETRY is set but no OpenTelemetry tracer or meter provider is; "
+            "telemetry stays off"
+        )
 
 
 def create_engine(settings: LeadDBSettings) -> AsyncEngine:

@@ -93,6 +93,11 @@ class LeadDBSettings(BaseSettings):
         "fail). Bounds how long another process's lost invalidation can go unapplied.",
     )
     echo_sql: bool = False
+    telemetry: bool = Field(
+        default=False,
+        description="OpenTelemetry spans and metrics (extra 'otel') through the global tracer and "
+        "meter providers, which must be set before connecting; off, it costs nothing.",
+    )
     bulk_pauses_gc: bool = Field(
         default=False,
         description="Opt-in: create_many of 200 rows or more holds back Python's cyclic garbage "

@@ -35,6 +35,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from leaddb import telemetry
 from leaddb.cache.keys import (
     canonical,
     entity_prefix,
@@ -262,12 +263,15 @@ class CacheStore:
         the cache cannot be used now."""
         if not self._usable_now() and not await self._usable():
             return None
+        started = telemetry.now() if telemetry.on else 0
         try:
             value_and_token = row_keys(tenant, entity, id)
             value, row, generation, epoch = await self.redis.call(
                 "MGET", *value_and_token, generation_key(tenant, entity), epoch_key(tenant)
             )
         except (RedisError, OSError) as error:
+            if started:
+                telemetry.cache_call(started, "MGET", "lookup", entity, error=error)
             self._failed(error, "reading")
             return None
         self._recovered()
@@ -277,6 +281,8 @@ class CacheStore:
             self.stats_counters.misses += 1
         else:
             self.stats_counters.hits += 1
+        if started:
+            telemetry.cache_call(started, "MGET", "lookup", entity, hit=payload is not None)
         return payload, tokens
 
     async def lookup_many(
@@ -288,9 +294,12 @@ class CacheStore:
         prefix = entity_prefix(tenant, entity)
         keys = [prefix + canonical(id) for id in ids]
         keys += [generation_key(tenant, entity), epoch_key(tenant)]
+        started = telemetry.now() if telemetry.on else 0
         try:
             values = await self.redis.call("MGET", *keys)
         except (RedisError, OSError) as error:
+            if started:
+                telemetry.cache_call(started, "MGET", "lookup", entity, error=error)
             self._failed(error, "reading")
             return None
         self._recovered()
@@ -301,6 +310,10 @@ class CacheStore:
         misses = payloads.count(None)
         self.stats_counters.hits += len(payloads) - misses
         self.stats_counters.misses += misses
+        if started:
+            telemetry.cache_call(
+                started, "MGET", "lookup", entity, hits=len(payloads) - misses, misses=misses
+            )
         return payloads, tokens
 
     def rejected(self, count: int) -> None:
@@ -334,9 +347,12 @@ class CacheStore:
         header = tokens.header()
         args: list[Any] = [tokens.row, tokens.generation, tokens.epoch, header + payload]
         args.append(self.ttl_ms)
+        started = telemetry.now() if telemetry.on else 0
         try:
             stored = await self.redis.evalsha(_FILL, keys, args)
         except (RedisError, OSError) as error:
+            if started:
+                telemetry.cache_call(started, "EVALSHA", "fill", entity, error=error)
             self._failed(error, "filling")
             return
         self._recovered()
@@ -344,6 +360,8 @@ class CacheStore:
             self.stats_counters.fills += 1
         else:
             self.stats_counters.refused_fills += 1
+        if started:
+            telemetry.cache_call(started, "EVALSHA", "fill", entity, fill_refused=not stored)
 
     async def fill_many(
         self,
@@ -361,14 +379,21 @@ class CacheStore:
         for id, row_token, payload in items:
             keys += [value_key(tenant, entity, id), token_key(tenant, entity, id)]
             args += [row_token, header + payload]
+        started = telemetry.now() if telemetry.on else 0
         try:
             stored = int(await self.redis.evalsha(_FILL_MANY, keys, args))
         except (RedisError, OSError) as error:
+            if started:
+                telemetry.cache_call(started, "EVALSHA", "fill", entity, error=error)
             self._failed(error, "filling")
             return
         self._recovered()
         self.stats_counters.fills += stored
         self.stats_counters.refused_fills += len(items) - stored
+        if started:
+            telemetry.cache_call(
+                started, "EVALSHA", "fill", entity, fills=stored, refused_fills=len(items) - stored
+            )
 
     # -- invalidation ---------------------------------------------------------------------
 
@@ -394,14 +419,25 @@ class CacheStore:
         if whole_tenant:
             keys.append(epoch_key(tenant))
         fresh = [_fresh_token() for _ in range(len(rows) + len(keys) - 2 * len(rows))]
+        started = telemetry.now() if telemetry.on else 0
         try:
             await self.redis.evalsha(_INVALIDATE, keys, [len(rows), TOKEN_TTL_MS, *fresh])
         except (RedisError, OSError) as error:
+            if started:
+                telemetry.cache_call(started, "EVALSHA", "invalidate", None, error=error)
             self._failed(error, "invalidating")
             await self._lost(tenant)
             return
         self.stats_counters.invalidations += len(rows) + len(entities) + int(whole_tenant)
         self._recovered()
+        if started:
+            telemetry.cache_call(
+                started,
+                "EVALSHA",
+                "invalidate",
+                None,
+                invalidations=len(rows) + len(entities) + int(whole_tenant),
+            )
 
     async def _lost(self, tenant: uuid.UUID) -> None:
         """An invalidation Redis did not take: this process bumps the tenant's epoch as soon

@@ -17,6 +17,7 @@ import asyncpg
 from asyncpg import exceptions as pgerr
 from redis.exceptions import RedisError
 
+from leaddb import telemetry
 from leaddb.errors import (
     ConflictError,
     ConnectionFailedError,
@@ -172,6 +173,8 @@ async def run(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     when the connection was lost and the pool has already taken it back.
     """
     try:
+        if telemetry.on:
+            return await telemetry.statement(method, args)
         return await method(*args)
     except Exception as error:
         translated = translate(error)

@@ -94,6 +94,10 @@ class ConnectionPool:
     def get_max_size(self) -> int:
         return self._max_size
 
+    def get_waiting(self) -> int:
+        """Callers waiting for a connection to come free."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
     def acquire(self, *, timeout: float | None = None) -> _Acquire:
         """``await pool.acquire()``, or ``async with pool.acquire() as connection:``;
         TimeoutError when waiting for (or opening) a connection takes over ``timeout``."""

@@ -13,6 +13,7 @@ from typing import Final
 import redis.asyncio as aioredis
 from pydantic import JsonValue, ValidationError
 
+from leaddb import telemetry
 from leaddb.connections.driver_errors import redis_errors
 from leaddb.errors import ConnectionFailedError, TenantViolationError
 from leaddb.sessions import scripts
@@ -151,6 +152,11 @@ class SessionStore:
         Any malformed token (empty, short, huge, non-ASCII, not a string) is None without a
         Redis call. Raises ``ConnectionFailedError`` when Redis cannot answer.
         """
+        if telemetry.on:
+            return await telemetry.session_resolve(self._get(token))
+        return await self._get(token)
+
+    async def _get(self, token: str | None) -> Session | None:
         parsed = parse_token(token)
         if parsed is None:
             return None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol, Self, cast
 
 import asyncpg
 
+from leaddb import telemetry
 from leaddb.connections.driver_errors import mapped
 from leaddb.connections.raw import RawConnection
 from leaddb.connections.retry import FRESH_CONNECTION_ATTEMPTS
@@ -107,10 +108,13 @@ class UnitOfWork:
         self._wiped_tenants: set[uuid.UUID] = set()
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self.cache: UnitCache | None = db.cache_unit()
+        self._trace: telemetry.UnitTrace | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if telemetry.on:
+            self._trace = telemetry.start_unit(self.tenant_id, self.actor_id)
         return self
 
     async def __aexit__(
@@ -119,6 +123,9 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        if self._trace is not None:
+            await self._exit_traced(exc)
+            return
         if self._closed:
             return
         if self._connection is None:
@@ -127,6 +134,14 @@ class UnitOfWork:
             self._closed = True
             return
         await self.rollback()
+
+    async def _exit_traced(self, error: BaseException | None) -> None:
+        trace, self._trace = self._trace, None
+        try:
+            await self.__aexit__(type(error) if error else None, error, None)
+        finally:
+            if trace is not None:
+                trace.end(error)
 
     @property
     def closed(self) -> bool:
@@ -188,7 +203,12 @@ class UnitOfWork:
             # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
             self._connection = connection
             try:
-                await connection.execute(self._begin_sql(connection))
+                sql = self._begin_sql(connection)
+                await (
+                    telemetry.statement(connection.execute, (sql,))
+                    if telemetry.on
+                    else connection.execute(sql)
+                )
                 self._begun = True
             except Exception as error:
                 failure = mapped(error)
@@ -262,6 +282,8 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
         self.check_open()
+        if self._trace is not None:
+            self._trace.outcome = "committing"
         connection = self._connection
         # Whether the transaction may have committed. A COMMIT whose answer never arrived (the
         # caller cancelled, the connection dropped) may well have, so only the server's own
@@ -272,7 +294,11 @@ class UnitOfWork:
                 if self._raw and self.cache is not None:
                     await self._invalidate_after_raw_sql(connection)
                 try:
-                    status = await connection.execute("COMMIT")
+                    status = await (
+                        telemetry.statement(connection.execute, ("COMMIT",))
+                        if telemetry.on
+                        else connection.execute("COMMIT")
+                    )
                 except asyncpg.PostgresError as error:
                     # The server's "no", unless the connection failed (class 08) or the server
                     # ended the session (class 57, a shutdown): both may follow the commit.
@@ -297,6 +323,8 @@ class UnitOfWork:
                 await asyncio.shield(self._release_and_invalidate(self.cache))
             else:
                 await self._release()
+        if self._trace is not None:
+            self._trace.outcome = "committed"
         for action in self._after_commit:
             try:
                 await asyncio.shield(action())
@@ -379,7 +407,11 @@ class UnitOfWork:
         # the pool then frees its slot.
         try:
             if not connection.is_closed() and connection.is_in_transaction():
-                await connection.execute("ROLLBACK")
+                await (
+                    telemetry.statement(connection.execute, ("ROLLBACK",))
+                    if telemetry.on
+                    else connection.execute("ROLLBACK")
+                )
             if self._raw and not connection.is_closed():
                 await self._db.session_roles.reset(connection, assume=self._db.assumes_app_role)
         except Exception:

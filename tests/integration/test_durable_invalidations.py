@@ -83,11 +83,11 @@ async def test_a_deactivation_committed_while_redis_is_unreachable_still_revokes
         await uow.commit()  # committed; Redis missed the revocation, and no error for it
     assert await pg.fetchval("SELECT is_active FROM users WHERE id = $1", user.id) is False
 
-    async def revoked() -> bool:
-        return await reader.sessions.get(token) is None
+    async def revoked_and_struck() -> bool:
+        pending = "SELECT count(*) FROM leaddb_private.pending_invalidations"
+        return await reader.sessions.get(token) is None and await pg.fetchval(pending) == 0
 
-    assert await eventually(revoked)
-    assert await pg.fetchval("SELECT count(*) FROM leaddb_private.pending_invalidations") == 0
+    assert await eventually(revoked_and_struck)
 
 
 async def test_a_deactivation_by_raw_sql_revokes_too(db: LeadDB, reader: LeadDB) -> None:
@@ -118,12 +118,13 @@ async def test_an_invalidation_lost_by_one_process_is_applied_by_another(
         "SELECT count(*) FROM leaddb_private.pending_invalidations WHERE kind = 'epoch'"
     ) in (0, 1)  # listed (or already applied by the reader's poller)
 
-    async def fresh() -> bool:
+    async def fresh_and_struck() -> bool:
         async with reader.tenant(org.id) as uow:
-            return (await uow.leads.get_one(lead.id)).first_name == "Ada"
+            lead_now = await uow.leads.get_one(lead.id)
+        pending = "SELECT count(*) FROM leaddb_private.pending_invalidations"
+        return lead_now.first_name == "Ada" and await pg.fetchval(pending) == 0
 
-    assert await eventually(fresh)
-    assert await pg.fetchval("SELECT count(*) FROM leaddb_private.pending_invalidations") == 0
+    assert await eventually(fresh_and_struck)
 
 
 async def test_a_tenant_cannot_list_invalidations_for_another(db: LeadDB) -> None:

@@ -1,0 +1,353 @@
+"""A pytest plugin for services that use leaddb: ``pytest -p leaddb.testing``.
+
+What it gives a test (fixtures):
+
+* ``leaddb``: a migrated ``LeadDB``, connected once per run and shared, with every leaddb table
+  and every ``leaddb:*`` Redis key emptied before each test that asks for it (other keys of the
+  Redis database are left alone);
+* ``leaddb_factories``: organizations with users and leads, made through leaddb's public API;
+* ``leaddb_settings``: settings for a ``LeadDB`` of the test's own on the same database
+  (``LeadDB.connect(leaddb_settings.model_copy(update={...}))``), after the same cleaning;
+* ``leaddb_servers``, ``leaddb_database_url``, ``leaddb_clean``: the pieces the above are made
+  of, for suites that need them.
+
+Servers: ``LEADDB_TEST_DATABASE_URL`` (a PostgreSQL server where the run may create and drop a
+database) and ``LEADDB_TEST_REDIS_URL`` (a Redis database the run may write ``leaddb:*`` keys
+in); unset, an embedded PostgreSQL and Redis (extra ``embedded``) are started for the run. Either
+way the run creates a database of its own, migrates it once and drops it at the end.
+
+Event loops: whatever loop scopes the service configured for pytest-asyncio, ``leaddb`` is a
+``LeadDB`` of the loop the test runs on. With ``asyncio_default_fixture_loop_scope`` and
+``asyncio_default_test_loop_scope`` set to ``session``, that is one ``LeadDB`` for the whole run;
+with pytest-asyncio's defaults (a loop per test), each test connects one of its own and closes
+it (a few milliseconds more per test), since a pool's connections cannot cross loops.
+
+Opt-in (``-p leaddb.testing``, ``addopts = "-p leaddb.testing"``, or ``pytest_plugins`` in the
+top conftest.py) rather than a ``pytest11`` entry point: a plugin loaded automatically would
+import leaddb into, and add its fixtures to, every suite of an environment where leaddb happens
+to be installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+
+if TYPE_CHECKING:
+    from leaddb import LeadDB, LeadDBSettings
+    from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis
+    from leaddb.models import Lead, Organization, User
+
+# Deletes every key of leaddb's (cache rows, tokens, generations, epochs, sessions and their
+# indexes: all start with "leaddb:") in one round trip, and nothing else of the database.
+_DELETE_LEADDB_KEYS = """
+local cursor = '0'
+local deleted = 0
+repeat
+  local reply = redis.call('SCAN', cursor, 'MATCH', 'leaddb:*', 'COUNT', 1000)
+  cursor = reply[1]
+  if #reply[2] > 0 then
+    deleted = deleted + redis.call('UNLINK', unpack(reply[2]))
+  end
+until cursor == '0'
+return deleted
+"""
+
+
+@dataclass
+class Servers:
+    """The servers of this run: an admin URL that may create databases, and a Redis URL."""
+
+    __test__ = False  # a dataclass, not a test class, whatever name a suite imports it under
+
+    admin_url: str
+    redis_url: str
+    embedded_postgres: EmbeddedPostgres | None = None
+    embedded_redis: EmbeddedRedis | None = None
+    scratch: Path | None = field(default=None)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy-style URL as a DSN asyncpg accepts."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def run_settings(database_url: str, redis_url: str, **overrides: object) -> LeadDBSettings:
+    """Settings for a test: the run's servers, a small pool, nothing from a .env file."""
+    from pydantic import SecretStr
+
+    from leaddb import LeadDBSettings
+
+    values: dict[str, object] = {
+        "database_url": SecretStr(database_url),
+        "redis_url": SecretStr(redis_url),
+        "pool_size": 5,
+        "max_overflow": 5,
+        **overrides,
+    }
+    return LeadDBSettings.model_validate(values)
+
+
+@pytest.fixture(scope="session")
+def leaddb_servers() -> Iterator[Servers]:
+    """``LEADDB_TEST_DATABASE_URL`` / ``LEADDB_TEST_REDIS_URL``, or embedded servers."""
+    admin_url = os.environ.get("LEADDB_TEST_DATABASE_URL", "").strip()
+    redis_url = os.environ.get("LEADDB_TEST_REDIS_URL", "").strip()
+    scratch: Path | None = None
+    embedded_pg: EmbeddedPostgres | None = None
+    embedded_redis: EmbeddedRedis | None = None
+    if not admin_url or not redis_url:
+        # Short, because the embedded servers' unix sockets live inside it.
+        scratch = Path(tempfile.mkdtemp(prefix="ldbt", dir="/tmp"))
+    from leaddb.embedded import start_postgres, start_redis
+
+    try:
+        if not admin_url:
+            assert scratch is not None
+            embedded_pg = start_postgres(scratch, database="postgres", delete_on_stop=True)
+            admin_url = embedded_pg.url
+        if not redis_url:
+            assert scratch is not None
+            embedded_redis = start_redis(scratch)
+            redis_url = embedded_redis.url
+        yield Servers(admin_url, redis_url, embedded_pg, embedded_redis, scratch)
+    finally:
+        if embedded_redis is not None:
+            embedded_redis.stop()
+        if embedded_pg is not None:
+            embedded_pg.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def leaddb_database_url(leaddb_servers: Servers) -> AsyncIterator[str]:
+    """A database of this run's own, migrated to head once, dropped at the end."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from leaddb import migrate
+    from leaddb.db import create_engine
+
+    name = f"leaddb_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(leaddb_servers.admin_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(leaddb_servers.admin_url).set(database=name).render_as_string(False)
+    try:
+        engine = create_engine(run_settings(url, leaddb_servers.redis_url))
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
+        yield url
+    finally:
+        admin = await asyncpg.connect(asyncpg_dsn(leaddb_servers.admin_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@dataclass
+class Cleaner:
+    """Empties leaddb's tables and Redis keys, holding its two connections for the whole run.
+
+    DELETE, not TRUNCATE: a TRUNCATE replaces each table's files and takes an exclusive lock,
+    which measured 30x slower than deleting a test's few rows (python -m bench.testing_cleanup).
+    Deleting in any order needs the foreign keys' triggers skipped, which
+    ``session_replication_role = replica`` does for a superuser (the embedded server's login,
+    and usually a test server's); for another login it falls back to TRUNCATE.
+    """
+
+    tables: Sequence[str]
+    connection: Any  # asyncpg.Connection
+    redis: Any  # redis.asyncio.Redis
+    truncate: bool = False
+
+    async def clean(self) -> None:
+        await self.clean_tables()
+        await self.redis.eval(_DELETE_LEADDB_KEYS, 0)
+
+    async def clean_tables(self) -> None:
+        import asyncpg
+
+        quoted = self.tables  # already quoted and schema-qualified
+        if not self.truncate:
+            # One message, one round trip: simple protocol runs the statements in order.
+            deletes = "; ".join(f"DELETE FROM {table}" for table in quoted)  # noqa: S608
+            try:
+                await self.connection.execute(
+                    f"BEGIN; SET LOCAL session_replication_role = replica; {deletes}; COMMIT"
+                )
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                await self.connection.execute("ROLLBACK")
+                self.truncate = True
+        await self.connection.execute(f"TRUNCATE {', '.join(quoted)} RESTART IDENTITY CASCADE")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def leaddb_cleaner(
+    leaddb_servers: Servers, leaddb_database_url: str
+) -> AsyncIterator[Cleaner]:
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    connection = await asyncpg.connect(asyncpg_dsn(leaddb_database_url))
+    client = aioredis.Redis.from_url(leaddb_servers.redis_url)
+    try:
+        # leaddb's tables, and the lists in leaddb_private that rows leave behind (not its keys).
+        rows = await connection.fetch(
+            "SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables "
+            "WHERE (schemaname = 'public' AND tablename <> 'alembic_version') "
+            "OR (schemaname = 'leaddb_private' "
+            "AND tablename IN ('deleted_organizations', 'pending_invalidations')) "
+            "ORDER BY schemaname, tablename"
+        )
+        yield Cleaner([row["name"] for row in rows], connection, client)
+    finally:
+        await client.aclose()
+        await connection.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def leaddb_clean(leaddb_cleaner: Cleaner) -> None:
+    """Empty leaddb's tables and leaddb's Redis keys before the test."""
+    await leaddb_cleaner.clean()
+
+
+@pytest.fixture
+def leaddb_settings(
+    leaddb_servers: Servers, leaddb_database_url: str, leaddb_clean: None
+) -> LeadDBSettings:
+    """Settings for a ``LeadDB`` on this run's database, emptied for this test."""
+    return run_settings(leaddb_database_url, leaddb_servers.redis_url)
+
+
+@dataclass(frozen=True)
+class _Shared:
+    db: LeadDB
+    loop: asyncio.AbstractEventLoop
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def leaddb_shared(
+    leaddb_servers: Servers, leaddb_database_url: str
+) -> AsyncIterator[_Shared]:
+    from leaddb import LeadDB
+
+    database = await LeadDB.connect(run_settings(leaddb_database_url, leaddb_servers.redis_url))
+    try:
+        yield _Shared(database, asyncio.get_running_loop())
+    finally:
+        await database.close()
+
+
+@pytest_asyncio.fixture
+async def leaddb(leaddb_shared: _Shared, leaddb_settings: LeadDBSettings) -> AsyncIterator[LeadDB]:
+    """The run's migrated ``LeadDB``, its tables and leaddb's Redis keys emptied for this test,
+    its cache counters at zero (``leaddb.cache.stats()`` counts this test's calls only).
+
+    On pytest-asyncio's session loop it is one ``LeadDB`` for the run; on a loop of the test's
+    own, a ``LeadDB`` connected for the test (see the module docstring)."""
+    if asyncio.get_running_loop() is leaddb_shared.loop:
+        leaddb_shared.db.cache.reset_stats()
+        yield leaddb_shared.db
+        return
+    from leaddb import LeadDB
+
+    database = await LeadDB.connect(leaddb_settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@dataclass(frozen=True)
+class OrganizationWithData:
+    """What ``leaddb_factories.organization()`` made."""
+
+    organization: Organization
+    users: list[User]
+    leads: list[Lead]
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.organization.id
+
+
+class Factories:
+    """Committed rows made through leaddb's public API, unique per call."""
+
+    def __init__(self, db: LeadDB) -> None:
+        self.db = db
+
+    async def organization(
+        self, *, users: int = 1, leads: int = 3, name: str | None = None
+    ) -> OrganizationWithData:
+        """An organization with ``users`` users and ``leads`` leads, in two units of work."""
+        from leaddb.models import LeadCreate, OrganizationCreate, UserCreate
+
+        suffix = uuid.uuid4().hex[:10]
+        async with self.db.platform() as uow:
+            organization = await uow.organizations.create(
+                OrganizationCreate(name=name or f"Org {suffix}", slug=f"org-{suffix}")
+            )
+            await uow.commit()
+        async with self.db.tenant(organization.id) as uow:
+            made_users = [
+                await uow.users.create(
+                    UserCreate(email=f"user{n}-{suffix}@example.com", full_name=f"User {n}")
+                )
+                for n in range(users)
+            ]
+            made_leads = [
+                await uow.leads.create(
+                    LeadCreate(email=f"lead{n}-{suffix}@example.com", first_name=f"Lead{n}")
+                )
+                for n in range(leads)
+            ]
+            await uow.commit()
+        return OrganizationWithData(organization, made_users, made_leads)
+
+    async def lead(self, organization_id: uuid.UUID, **fields: Any) -> Lead:
+        """One committed lead; ``fields`` as ``LeadCreate`` takes them (a unique email if none)."""
+        from leaddb.models import LeadCreate
+
+        fields.setdefault("email", f"lead-{uuid.uuid4().hex[:10]}@example.com")
+        async with self.db.tenant(organization_id) as uow:
+            lead = await uow.leads.create(LeadCreate.model_validate(fields))
+            await uow.commit()
+        return lead
+
+    async def user(self, organization_id: uuid.UUID, **fields: Any) -> User:
+        """One committed user; ``fields`` as ``UserCreate`` takes them."""
+        from leaddb.models import UserCreate
+
+        fields.setdefault("email", f"user-{uuid.uuid4().hex[:10]}@example.com")
+        fields.setdefault("full_name", "Test User")
+        async with self.db.tenant(organization_id) as uow:
+            user = await uow.users.create(UserCreate.model_validate(fields))
+            await uow.commit()
+        return user
+
+
+@pytest.fixture
+def leaddb_factories(leaddb: LeadDB) -> Factories:
+    """Organizations with users and leads (``await leaddb_factories.organization(leads=5)``)."""
+    return Factories(leaddb)
