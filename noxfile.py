@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -9,6 +12,23 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 BENCH_PEERS = ["advanced-alchemy>=0.20", "fastcrud>=0.15"]
+DEPTRY = "deptry==0.25.1"
+
+
+def install_once(session: nox.Session, *requirements: str) -> None:
+    """Install ``requirements`` unless this (reused) venv already has them for this pyproject.
+
+    The project is installed editable, so a change to the code needs no reinstall; a change to
+    pyproject.toml (dependencies, extras, entry points) or to ``requirements`` does.
+    """
+    stamp = Path(session.virtualenv.location) / ".leaddb-installed"
+    digest = hashlib.sha256(Path("pyproject.toml").read_bytes())
+    digest.update("\0".join(requirements).encode())
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        session.log("installed already (pyproject.toml unchanged): not reinstalling")
+        return
+    session.install(*requirements)
+    stamp.write_text(digest.hexdigest())
 
 
 @nox.session
@@ -20,12 +40,16 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
+    """ruff (lint and formatting), and deptry: the dependencies are what the code imports."""
     # Pinned: ruff's formatter output changes between releases, and CI must judge the code,
     # not the day it ran.
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # deptry maps imports to distributions through what is installed, so the project (every
+    # extra a module imports from) is installed with it.
+    session.install(DEPTRY, "-e", ".[cli,embedded,dev]")
+    session.run("deptry", ".")
 
 
 @nox.session
@@ -35,10 +59,14 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict")
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def demo(session: nox.Session) -> None:
-    """`leaddb demo`: embedded servers unless LEADDB_DATABASE_URL / LEADDB_REDIS_URL are set."""
-    session.install("-e", ".[embedded]")
+    """`leaddb demo`: embedded servers unless LEADDB_DATABASE_URL / LEADDB_REDIS_URL are set.
+
+    The venv is kept between runs, and installed into again only when pyproject.toml changed:
+    a rerun costs the demo's own seconds.
+    """
+    install_once(session, "-e", ".[embedded,cli]")
     session.run("leaddb", "demo", *session.posargs)
 
 
@@ -51,7 +79,7 @@ def bench(session: nox.Session) -> None:
     The peers are installed here only, one at a time: one that cannot be installed is reported
     as unavailable by the script, which carries on without it.
     """
-    session.install("-e", ".[embedded]")
+    session.install("-e", ".[embedded,cli]")
     for peer in BENCH_PEERS:
         session.install(peer, success_codes=[0, 1, 2])
     session.run("python", "-m", "bench.run", *session.posargs)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,7 +27,7 @@ from leaddb.cache.client import LeanRedis
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
-from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
+from leaddb.errors import ConnectionFailedError, RetryableError
 from leaddb.pool import ConnectionPool
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.session_role import APP_ROLE, SessionRoles
@@ -145,10 +145,7 @@ class LeadDB:
         cannot be reached; an unreachable Redis only logs a warning (the cache is optional).
         """
         if settings is None:
-            try:
-                settings = LeadDBSettings()
-            except ValidationError as error:
-                raise ConfigurationError(_one_line(error)) from None
+            settings = LeadDBSettings()  # a bad variable: ConfigurationError, in one line
         embedded_pg: EmbeddedPostgres | None = None
         embedded_redis: EmbeddedRedis | None = None
         if settings.database_url is None:
@@ -363,12 +360,3 @@ def _describe(error: BaseException) -> str:
         cause = cause.__cause__
     message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     return f"{type(cause).__name__}: {message}" if message else type(cause).__name__
-
-
-def _one_line(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        name = "LEADDB_" + "_".join(str(part) for part in item["loc"]).upper()
-        message = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(message if message.startswith("LEADDB_") else f"{name}: {message}")
-    return "; ".join(problems)

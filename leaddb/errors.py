@@ -14,7 +14,10 @@ class LeadDBError(Exception):
 
 
 class ConfigurationError(LeadDBError):
-    """A setting is missing or wrong; the message names the LEADDB_ variable to fix."""
+    """A setting is missing or wrong; the message names the LEADDB_ variable to fix.
+
+    When pydantic refused a setting, its ``ValidationError`` (every detail) is the ``__cause__``.
+    """
 
 
 class ConnectionFailedError(LeadDBError):

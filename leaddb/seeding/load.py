@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from leaddb.db import LeadDB
 from leaddb.models import Organization, User
+from leaddb.seeding.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from leaddb.seeding.fake import (
     check_sample,
     day_anchor,
@@ -31,11 +32,6 @@ from leaddb.seeding.fake import (
     organization_payload,
     user_payloads,
 )
-
-DEFAULT_BATCH_SIZE = 10_000
-# Three batches in flight keep both Python (generating and checking) and PostgreSQL busy: on
-# two cores, 6% more rows/s than two; more only adds memory.
-DEFAULT_CONCURRENCY = 3
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of leads each committed batch added."""
