@@ -148,6 +148,55 @@ def demo(database_url: DatabaseUrl = None, redis_url: RedisUrl = None) -> None:
     run(lambda: run_demo(loaded.settings, console()), loaded)
 
 
+servers = typer.Typer(
+    help="The embedded PostgreSQL and Redis: they stop when the last process using them exits; "
+    "these show and stop any left running (a process killed outright leaves them).",
+    no_args_is_help=True,
+)
+app.add_typer(servers, name="servers")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Their data directory (default: LEADDB_EMBEDDED_DATA_DIR, else ~/.leaddb)."),
+]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    if data_dir is not None:
+        return data_dir.expanduser().absolute()
+    return load_settings(None, None).settings.embedded_data_dir.expanduser().absolute()
+
+
+@servers.command("status")
+def servers_status(data_dir: DataDir = None) -> None:
+    """Which embedded servers run in the data directory, and whether a process uses them."""
+    from leaddb.embedded import in_use, status
+
+    root = _data_dir(data_dir)
+    out = console()
+    out.print(f"data directory: {root}", highlight=False, soft_wrap=True)
+    for state in status(root):
+        running = f"running, pid {state.pid}" if state.pid else "stopped"
+        out.print(f"{state.name}: {running} ({state.location})", highlight=False, soft_wrap=True)
+    used = "yes" if in_use(root) else "no (`leaddb servers stop` stops them)"
+    out.print(f"in use by a running process: {used}", highlight=False)
+
+
+@servers.command("stop")
+def servers_stop(data_dir: DataDir = None) -> None:
+    """Stop the embedded servers of the data directory (refused while a process uses them)."""
+    from leaddb.embedded import stop_unused
+
+    root = _data_dir(data_dir)
+    stopped = stop_unused(root)
+    if stopped is None:
+        fail(f"the embedded servers in {root} are in use by a running process: end it first")
+    if not stopped:
+        console().print(f"no embedded server was running in {root}", highlight=False)
+    for state in stopped:
+        console().print(f"stopped {state.name} (pid {state.pid})", highlight=False)
+
+
 @app.command()
 def sql(
     revision: Annotated[str, typer.Option(help="Last revision to include.")] = "head",

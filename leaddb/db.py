@@ -205,7 +205,8 @@ class LeadDB:
         return reached
 
     async def close(self) -> None:
-        """Close the pool and the Redis client. Embedded servers keep running for the next start."""
+        """Close the pool and the Redis client. Embedded servers stop when the last process
+        using them exits (leaddb.embedded), not here: a process may connect again."""
         if self._closed:
             return
         self._closed = True

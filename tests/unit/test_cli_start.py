@@ -39,7 +39,7 @@ def test_help_imports_none_of_the_database_stack() -> None:
         """
     )
     assert result.stderr.strip().splitlines()[-1] == "exit 0 heavy -"
-    for command in ("migrate", "demo", "seed", "sql", "erd"):
+    for command in ("migrate", "demo", "seed", "servers", "sql", "erd"):
         assert command in result.stdout
 
 
@@ -89,3 +89,22 @@ def test_a_service_imports_leaddb_without_the_cli_and_embedded_extras() -> None:
         """
     )
     assert result.stdout.strip() == "ok LeadDB LeadDBSettings", result.stderr
+
+
+def test_the_embedded_postgres_import_warns_nothing_without_xdg_runtime_dir() -> None:
+    # platformdirs' RuntimeDirWarning came from pgserver's import: the first use in a process.
+    result = _python(
+        """
+        import os, sys, warnings
+        os.environ.pop("XDG_RUNTIME_DIR", None)
+        warnings.simplefilter("always")
+        from leaddb.embedded import import_pgserver
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import_pgserver()
+        print(len(caught), "pgserver" in sys.modules)
+        # The filter was for the import only: the process's own filters are as they were.
+        print(warnings.filters[0][0])
+        """
+    )
+    assert result.stdout.split() == ["0", "True", "always"], result.stderr
