@@ -27,7 +27,7 @@ from leaddb.cache.client import LeanRedis
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
-from leaddb.errors import ConnectionFailedError, RetryableError
+from leaddb.errors import MIGRATE_HINT, ConnectionFailedError, RetryableError
 from leaddb.pool import ConnectionPool
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.session_role import APP_ROLE, SessionRoles
@@ -157,10 +157,11 @@ class LeadDB:
 
         engine = create_engine(settings)
         try:
-            postgres_version = await _check_postgres(engine, settings)
+            postgres_version, schema_revision = await _check_postgres(engine, settings)
         except BaseException:
             await engine.dispose()
             raise
+        _check_schema(schema_revision)
         roles = SessionRoles()
         try:
             pool = await create_pool(settings, roles)
@@ -326,16 +327,34 @@ def create_redis(settings: LeadDBSettings) -> aioredis.Redis:
     )
 
 
-async def _check_postgres(engine: AsyncEngine, settings: LeadDBSettings) -> str:
+async def _check_postgres(engine: AsyncEngine, settings: LeadDBSettings) -> tuple[str, str | None]:
+    """The server's version, and the schema revision Alembic recorded (None: not migrated)."""
     try:
         async with engine.connect() as connection:
             result = await connection.execute(text("SHOW server_version"))
-            return str(result.scalar_one())
+            version = str(result.scalar_one())
+            # Alembic's own table, read in the connection connect() opens anyway.
+            found = await connection.execute(text("SELECT to_regclass('alembic_version')"))
+            if found.scalar_one() is None:
+                return version, None
+            revision = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return version, revision.scalar_one_or_none()
     except (SQLAlchemyError, OSError, TimeoutError) as error:
         where = masked_url(settings.sqlalchemy_url().render_as_string(False))
         raise ConnectionFailedError(
             f"cannot connect to PostgreSQL at {where} (LEADDB_DATABASE_URL): {_describe(error)}"
         ) from None
+
+
+def _check_schema(revision: str | None) -> None:
+    """Say at connect when the schema is missing or behind, and how to fix it. Not an error:
+    ``db.migrate()`` itself needs a connection to such a database; a statement that meets a
+    missing table raises SchemaNotMigratedError."""
+    head = migrations.head_revision()
+    if revision == head:
+        return
+    state = "has no leaddb schema" if revision is None else f"is at revision {revision}, not {head}"
+    logger.warning("the database %s: %s", state, MIGRATE_HINT)
 
 
 async def _check_redis(redis: aioredis.Redis, settings: LeadDBSettings) -> str | None:

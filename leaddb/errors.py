@@ -20,6 +20,15 @@ class ConfigurationError(LeadDBError):
     """
 
 
+class SchemaNotMigratedError(LeadDBError):
+    """The database lacks a table, column, type or function of leaddb's schema: it was never
+    migrated, or is at an older revision than this leaddb. ``leaddb migrate`` (or
+    ``await db.migrate()``) brings it to the newest revision."""
+
+
+MIGRATE_HINT = "`leaddb migrate` (or `await db.migrate()`) brings it to the newest revision"
+
+
 class ConnectionFailedError(LeadDBError):
     """PostgreSQL or Redis could not be reached, or the connection was lost mid-work.
 

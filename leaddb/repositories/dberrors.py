@@ -9,14 +9,25 @@ from asyncpg import exceptions as pgerr
 from asyncpg.exceptions import _base as pgbase
 
 from leaddb.errors import (
+    MIGRATE_HINT,
     ConflictError,
     ConnectionFailedError,
     ConstraintViolationError,
     InvalidValueError,
     LeadDBError,
     RetryableError,
+    SchemaNotMigratedError,
     StatementTimeoutError,
     TransactionFailedError,
+)
+
+# What a statement of leaddb's meets on a database that was never migrated, or is behind: a
+# missing table (42P01), column (42703), type (42704) or function (42883, leaddb_uuid7 and co).
+_SCHEMA_MISSING = (
+    pgerr.UndefinedTableError,
+    pgerr.UndefinedColumnError,
+    pgerr.UndefinedObjectError,
+    pgerr.UndefinedFunctionError,
 )
 
 # "Key (organization_id, lower(email::text))=(…) already exists." -> the key's column list.
@@ -131,6 +142,11 @@ def translate(error: BaseException) -> LeadDBError | None:
         return TransactionFailedError(
             "an earlier statement of this unit of work failed, so its transaction is aborted; "
             "roll back (or use uow.savepoint() around work that may fail)"
+        )
+    if isinstance(error, _SCHEMA_MISSING):
+        return SchemaNotMigratedError(
+            f"database error: {error}: the database's schema is missing or older than this "
+            f"leaddb; {MIGRATE_HINT}"
         )
     if isinstance(error, pgerr.PostgresError):
         return LeadDBError(f"database error: {error}")

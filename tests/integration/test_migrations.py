@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
@@ -29,9 +30,11 @@ from conftest import asyncpg_dsn, run_settings
 from sqlalchemy.engine import Connection, make_url
 from typer.testing import CliRunner
 
+from leaddb import LeadDB
 from leaddb import migrate as migrations
 from leaddb.cli import app
 from leaddb.db import create_engine
+from leaddb.errors import SchemaNotMigratedError
 from leaddb.models import LeadSource, LeadStatus, metadata
 
 from .test_schema import assert_same_schema, snapshot
@@ -396,3 +399,37 @@ async def test_installed_wheel_migrates_from_its_own_migrations(
             assert said.endswith(f"is at revision {migrations.head_revision()}")
     rows = await _fetch(url, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'")
     assert rows[0]["n"] == len(metadata.tables) + 1
+
+
+async def test_an_unmigrated_database_connects_warns_and_its_first_use_says_to_migrate(
+    new_database: NewDatabase, servers: TestServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await new_database()
+    settings = run_settings(url, servers.redis_url)
+    with caplog.at_level(logging.WARNING, logger="leaddb"):
+        db = await LeadDB.connect(settings)  # db.migrate() needs this connection: no refusal
+    try:
+        assert "has no leaddb schema" in caplog.text
+        assert "leaddb migrate" in caplog.text
+        async with db.platform() as uow:
+            with pytest.raises(SchemaNotMigratedError) as missing:
+                await uow.organizations.get_by_slug("acme")
+        message = str(missing.value)
+        assert 'relation "organizations" does not exist' in message
+        assert "schema is missing or older" in message
+        assert "`leaddb migrate` (or `await db.migrate()`)" in message
+        # Behind: a database at an older revision is named with both revisions.
+        await db.migrate("0001")
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="leaddb"):
+            await (await LeadDB.connect(settings)).close()
+        assert f"is at revision 0001, not {migrations.head_revision()}" in caplog.text
+        await db.migrate()
+        async with db.platform() as uow:
+            assert await uow.organizations.get_by_slug("acme") is None
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="leaddb"):
+            await (await LeadDB.connect(settings)).close()
+        assert "revision" not in caplog.text
+    finally:
+        await db.close()
