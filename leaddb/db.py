@@ -93,11 +93,15 @@ class LeadDB:
         self.session_roles = roles or SessionRoles()
         self._embedded = embedded
         self._closed = False
+        self.schema_notice: str | None = None
+        """Set by ``connect`` when the schema is missing or behind; said once, at the first unit
+        of work that is not preceded by ``migrate()`` (which clears it)."""
 
     def tenant(
         self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
     ) -> TenantUnitOfWork:
         """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail."""
+        self._say_schema_notice()
         return TenantUnitOfWork(self, organization_id, actor_id=actor)
 
     async def run_in_tenant(
@@ -129,6 +133,7 @@ class LeadDB:
 
     def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:
         """A unit of work for organizations (and cross-tenant user lookup for login)."""
+        self._say_schema_notice()
         return PlatformUnitOfWork(self, actor_id=actor)
 
     def cache_unit(self) -> UnitCache | None:
@@ -161,7 +166,6 @@ class LeadDB:
         except BaseException:
             await engine.dispose()
             raise
-        _check_schema(schema_revision)
         roles = SessionRoles()
         try:
             pool = await create_pool(settings, roles)
@@ -181,7 +185,15 @@ class LeadDB:
             settings, engine, pool, redis, info, roles=roles, embedded=(embedded_pg, embedded_redis)
         )
         await db._check_app_role()
+        db.schema_notice = _schema_notice(schema_revision)
         return db
+
+    def _say_schema_notice(self) -> None:
+        # Not at connect: `leaddb migrate`, the demo and a service's start-up connect to an
+        # unmigrated database in order to migrate it, and should not be told to.
+        if self.schema_notice is not None:
+            logger.warning("%s", self.schema_notice)
+            self.schema_notice = None
 
     async def _check_app_role(self) -> None:
         """Whether units of work assume the application role (RLS on, and migrated)."""
@@ -200,6 +212,7 @@ class LeadDB:
             reached = await migrations.upgrade(self.engine, revision)
         except (SQLAlchemyError, OSError) as error:
             raise ConnectionFailedError(f"migration failed: {_describe(error)}") from error
+        self.schema_notice = None
         # Connections opened before the role and policies existed must not outlive them.
         await self.pool.expire_connections()
         await self._check_app_role()
@@ -346,15 +359,15 @@ async def _check_postgres(engine: AsyncEngine, settings: LeadDBSettings) -> tupl
         ) from None
 
 
-def _check_schema(revision: str | None) -> None:
-    """Say at connect when the schema is missing or behind, and how to fix it. Not an error:
-    ``db.migrate()`` itself needs a connection to such a database; a statement that meets a
-    missing table raises SchemaNotMigratedError."""
+def _schema_notice(revision: str | None) -> str | None:
+    """What to say when the schema is missing or behind (None: it is at the head). Not an
+    error: ``db.migrate()`` itself needs a connection to such a database; a statement that
+    meets a missing table raises SchemaNotMigratedError."""
     head = migrations.head_revision()
     if revision == head:
-        return
+        return None
     state = "has no leaddb schema" if revision is None else f"is at revision {revision}, not {head}"
-    logger.warning("the database %s: %s", state, MIGRATE_HINT)
+    return f"the database {state}: {MIGRATE_HINT}"
 
 
 async def _check_redis(redis: aioredis.Redis, settings: LeadDBSettings) -> str | None:

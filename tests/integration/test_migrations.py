@@ -406,30 +406,36 @@ async def test_an_unmigrated_database_connects_warns_and_its_first_use_says_to_m
 ) -> None:
     url = await new_database()
     settings = run_settings(url, servers.redis_url)
-    with caplog.at_level(logging.WARNING, logger="leaddb"):
-        db = await LeadDB.connect(settings)  # db.migrate() needs this connection: no refusal
+    db = await LeadDB.connect(settings)  # db.migrate() needs this connection: no refusal
     try:
-        assert "has no leaddb schema" in caplog.text
-        assert "leaddb migrate" in caplog.text
-        async with db.platform() as uow:
-            with pytest.raises(SchemaNotMigratedError) as missing:
-                await uow.organizations.get_by_slug("acme")
+        assert db.schema_notice is not None
+        with caplog.at_level(logging.WARNING, logger="leaddb"):
+            async with db.platform() as uow:  # the first unit of work says it, once
+                with pytest.raises(SchemaNotMigratedError) as missing:
+                    await uow.organizations.get_by_slug("acme")
+            async with db.platform():
+                pass
+        assert caplog.text.count("has no leaddb schema") == 1
+        assert "`leaddb migrate` (or `await db.migrate()`)" in caplog.text
         message = str(missing.value)
         assert 'relation "organizations" does not exist' in message
         assert "schema is missing or older" in message
         assert "`leaddb migrate` (or `await db.migrate()`)" in message
         # Behind: a database at an older revision is named with both revisions.
         await db.migrate("0001")
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="leaddb"):
-            await (await LeadDB.connect(settings)).close()
-        assert f"is at revision 0001, not {migrations.head_revision()}" in caplog.text
-        await db.migrate()
-        async with db.platform() as uow:
-            assert await uow.organizations.get_by_slug("acme") is None
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="leaddb"):
-            await (await LeadDB.connect(settings)).close()
-        assert "revision" not in caplog.text
+        async with await LeadDB.connect(settings) as behind:
+            assert behind.schema_notice == (
+                f"the database is at revision 0001, not {migrations.head_revision()}: "
+                "`leaddb migrate` (or `await db.migrate()`) brings it to the newest revision"
+            )
+            # Connecting in order to migrate says nothing.
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="leaddb"):
+                await behind.migrate()
+                async with behind.platform() as uow:
+                    assert await uow.organizations.get_by_slug("acme") is None
+            assert caplog.text == ""
+        async with await LeadDB.connect(settings) as migrated:
+            assert migrated.schema_notice is None
     finally:
         await db.close()
