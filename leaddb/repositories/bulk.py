@@ -21,7 +21,7 @@ import contextlib
 import itertools
 import operator
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -167,7 +167,10 @@ class CopiedInsert:
         repository: AppendOnlyRepository[Any, Any],
         connection: Connection,
         items: Sequence[Any],
+        *,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
+        self._on_progress = on_progress
         self._repository = repository
         self._connection = connection
         self._items = items
@@ -285,6 +288,8 @@ class CopiedInsert:
             created.extend(self._models(chunk, written))
             await _run(connection.execute, truncate)
             repository._uow.record_created(self._shape.entity, chunk.ids)
+            if self._on_progress is not None:
+                self._on_progress(len(chunk.ids))
             if following is not None:
                 chunk = following
         return created
