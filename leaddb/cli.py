@@ -178,8 +178,10 @@ def servers_status(data_dir: DataDir = None) -> None:
     for state in status(root):
         running = f"running, pid {state.pid}" if state.pid else "stopped"
         out.print(f"{state.name}: {running} ({state.location})", highlight=False, soft_wrap=True)
-    used = "yes" if in_use(root) else "no (`leaddb servers stop` stops them)"
-    out.print(f"in use by a running process: {used}", highlight=False)
+    used = in_use(root)
+    left = not used and any(state.pid for state in status(root))
+    hint = " (left running: `leaddb servers stop` stops them)" if left else ""
+    out.print(f"in use by a running process: {'yes' if used else 'no'}{hint}", highlight=False)
 
 
 @servers.command("stop")
