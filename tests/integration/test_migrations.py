@@ -439,3 +439,29 @@ async def test_an_unmigrated_database_connects_warns_and_its_first_use_says_to_m
             assert migrated.schema_notice is None
     finally:
         await db.close()
+
+
+async def test_leaddb_migrate_works_without_the_cli_extra(
+    new_database: NewDatabase, servers: TestServers, tmp_path: Path
+) -> None:
+    # A deploy step: a service installs plain leaddb, without typer, rich and faker.
+    url = await new_database()
+    program = textwrap.dedent(
+        f"""\
+        import sys
+        sys.modules.update(typer=None, rich=None, faker=None)  # as if not installed
+        sys.argv = ["leaddb", "migrate", "--database-url", {url!r}]
+        from leaddb.__main__ import main
+        main()
+        """
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEADDB_")}
+    env.update(PYTHONPATH=str(REPOSITORY), LEADDB_REDIS_URL=servers.redis_url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", program, cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().strip().endswith(f"is at revision {migrations.head_revision()}")
+    assert "typer" not in stderr.decode()
