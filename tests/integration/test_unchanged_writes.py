@@ -31,7 +31,7 @@ async def cached(db: LeadDB, redis_client: aioredis.Redis, lead: Lead) -> bytes 
 
 
 async def test_the_quick_starts_upsert_and_update_run_twice_make_one_version_each(
-    db: LeadDB, pg: asyncpg.Connection
+    db: LeadDB, pg: asyncpg.Connection, redis_client: aioredis.Redis
 ) -> None:
     org = await make_org(db)
 
@@ -48,10 +48,14 @@ async def test_the_quick_starts_upsert_and_update_run_twice_make_one_version_eac
 
     first = await quick_start()
     rows = await audit_rows(pg, first.id)
+    value = await cached(db, redis_client, first)
+    assert value is not None
     again = await quick_start()
     assert (again.version, again.score) == (first.version, 80) == (2, 80)
     assert again.updated_at == first.updated_at
     assert await audit_rows(pg, first.id) == rows == 2  # created, then the score
+    # Nothing was invalidated: the cached copy is still there, as it was.
+    assert await redis_client.get(value_key(org.id, "lead", first.id)) == value
 
 
 async def test_an_upsert_changes_only_the_fields_it_sets_and_only_when_they_differ(
