@@ -340,18 +340,26 @@ def create_redis(settings: LeadDBSettings) -> aioredis.Redis:
     )
 
 
-async def _check_postgres(engine: AsyncEngine, settings: LeadDBSettings) -> tuple[str, str | None]:
-    """The server's version, and the schema revision Alembic recorded (None: not migrated)."""
+_VERSION_TABLE = text(
+    "SELECT t IS NOT NULL, t IS NOT NULL AND has_table_privilege(t, 'SELECT') "
+    "FROM to_regclass('alembic_version') AS t"
+)
+
+
+async def _check_postgres(
+    engine: AsyncEngine, settings: LeadDBSettings
+) -> tuple[str, SchemaRevision]:
+    """The server's version, and the schema revision Alembic recorded."""
     try:
         async with engine.connect() as connection:
             result = await connection.execute(text("SHOW server_version"))
             version = str(result.scalar_one())
             # Alembic's own table, read in the connection connect() opens anyway.
-            found = await connection.execute(text("SELECT to_regclass('alembic_version')"))
-            if found.scalar_one() is None:
-                return version, None
+            present, readable = (await connection.execute(_VERSION_TABLE)).one()
+            if not present or not readable:
+                return version, SchemaRevision(None, known=not present)
             revision = await connection.execute(text("SELECT version_num FROM alembic_version"))
-            return version, revision.scalar_one_or_none()
+            return version, SchemaRevision(revision.scalar_one_or_none(), known=True)
     except (SQLAlchemyError, OSError, TimeoutError) as error:
         where = masked_url(settings.sqlalchemy_url().render_as_string(False))
         raise ConnectionFailedError(
@@ -359,12 +367,21 @@ async def _check_postgres(engine: AsyncEngine, settings: LeadDBSettings) -> tupl
         ) from None
 
 
-def _schema_notice(revision: str | None) -> str | None:
-    """What to say when the schema is missing or behind (None: it is at the head). Not an
-    error: ``db.migrate()`` itself needs a connection to such a database; a statement that
-    meets a missing table raises SchemaNotMigratedError."""
-    head = migrations.head_revision()
-    if revision == head:
+@dataclass(frozen=True)
+class SchemaRevision:
+    """The revision Alembic recorded (None: never migrated), when this login may read it: a
+    service that logs in with no more than the application role may not (``known`` False)."""
+
+    revision: str | None
+    known: bool
+
+
+def _schema_notice(schema: SchemaRevision) -> str | None:
+    """What to say when the schema is missing or behind (None: it is at the head, or this
+    login cannot tell). Not an error: ``db.migrate()`` itself needs a connection to such a
+    database; a statement that meets a missing table raises SchemaNotMigratedError."""
+    head, revision = migrations.head_revision(), schema.revision
+    if not schema.known or revision == head:
         return None
     state = "has no leaddb schema" if revision is None else f"is at revision {revision}, not {head}"
     return f"the database {state}: {MIGRATE_HINT}"

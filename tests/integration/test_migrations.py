@@ -465,3 +465,26 @@ async def test_leaddb_migrate_works_without_the_cli_extra(
     assert process.returncode == 0, stderr.decode()
     assert stdout.decode().strip().endswith(f"is at revision {migrations.head_revision()}")
     assert "typer" not in stderr.decode()
+
+
+async def test_a_login_that_cannot_read_the_version_table_connects_without_a_notice(
+    new_database: NewDatabase, servers: TestServers
+) -> None:
+    url = await new_database()
+    await _upgrade(url, servers)
+    role = f"leaddb_t_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        # No grant on alembic_version: a service logging in with a role of its own.
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        login = make_url(url).set(username=role, password=None)
+        settings = run_settings(
+            login.render_as_string(hide_password=False),
+            servers.redis_url,
+            row_level_security=False,
+        )
+        async with await LeadDB.connect(settings) as db:
+            assert db.schema_notice is None
+    finally:
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
