@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import importlib.metadata
 import importlib.util
 import logging
@@ -86,6 +85,26 @@ def _lock_path(data_dir: Path) -> Path:
     return data_dir.expanduser().absolute() / LOCK_FILE
 
 
+def _flock(handle: IO[bytes], operation: str) -> bool:
+    """``flock`` the lock file (``shared``, ``exclusive`` without waiting, ``unlock``); False
+    when an exclusive lock is held elsewhere. Where there is no flock (Windows), nothing is
+    locked and nothing is stopped at exit: ``leaddb servers stop`` stops the servers there."""
+    try:
+        import fcntl
+    except ImportError:
+        return operation != "exclusive"
+    flags = {
+        "shared": fcntl.LOCK_SH,
+        "exclusive": fcntl.LOCK_EX | fcntl.LOCK_NB,
+        "unlock": fcntl.LOCK_UN,
+    }[operation]
+    try:
+        fcntl.flock(handle, flags)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def hold(data_dir: Path) -> None:
     """Count this process among the users of ``data_dir``'s servers until it exits."""
     path = _lock_path(data_dir)
@@ -94,7 +113,7 @@ def hold(data_dir: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("ab")
     # Blocks only while another process is stopping these servers.
-    fcntl.flock(handle, fcntl.LOCK_SH)
+    _flock(handle, "shared")
     if not _held:
         atexit.register(release_all)
     _held[path] = handle
@@ -105,10 +124,8 @@ def release_all() -> None:
     for path in list(_held):
         handle = _held.pop(path)
         with handle:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            _flock(handle, "unlock")
+            if not _flock(handle, "exclusive"):
                 continue  # another live process uses them: it stops them when it exits
             stop_servers(path.parent)
 
@@ -121,11 +138,9 @@ def in_use(data_dir: Path) -> bool:
     if not path.exists():
         return False
     with path.open("ab") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(handle, "exclusive"):
             return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
+        _flock(handle, "unlock")
     return False
 
 
@@ -137,9 +152,7 @@ def stop_unused(data_dir: Path) -> list[ServerState] | None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _flock(handle, "exclusive"):
             return None
         return stop_servers(data_dir)
 
