@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from leaddb.embedded import in_use, redis_binary, start_redis, status, stop_servers
+from leaddb.embedded import (
+    _binary_gone,
+    in_use,
+    redis_binary,
+    start_redis,
+    status,
+    stop_servers,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,3 +165,19 @@ def test_a_redis_whose_binary_was_deleted_is_replaced(data_dir: Path, tmp_path: 
     assert started.url == f"unix://{redis_dir}/redis.sock"
     started.stop()
     assert status(data_dir)[1].pid is None
+
+
+def test_a_process_whose_binary_was_deleted_is_told_apart(tmp_path: Path) -> None:
+    # How a PostgreSQL or Redis started from a venv that was rebuilt since is recognised.
+    sleeper = tmp_path / "sleeper"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", sleeper)
+    kept = subprocess.Popen(["sleep", "30"])  # noqa: S607
+    gone = subprocess.Popen([str(sleeper), "30"])  # noqa: S603
+    try:
+        sleeper.unlink()
+        assert _binary_gone(gone.pid)
+        assert not _binary_gone(kept.pid)
+    finally:
+        for process in (kept, gone):
+            process.kill()
+            process.wait()
