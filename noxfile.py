@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -9,6 +12,23 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = True
 
 BENCH_PEERS = ["advanced-alchemy>=0.20", "fastcrud>=0.15"]
+DEPTRY = "deptry==0.25.1"
+
+
+def install_once(session: nox.Session, *requirements: str) -> None:
+    """Install ``requirements`` unless this (reused) venv already has them for this pyproject.
+
+    The project is installed editable, so a change to the code needs no reinstall; a change to
+    pyproject.toml (dependencies, extras, entry points) or to ``requirements`` does.
+    """
+    stamp = Path(session.virtualenv.location) / ".leaddb-installed"
+    digest = hashlib.sha256(Path("pyproject.toml").read_bytes())
+    digest.update("\0".join(requirements).encode())
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        session.log("installed already (pyproject.toml unchanged): not reinstalling")
+        return
+    session.install(*requirements)
+    stamp.write_text(digest.hexdigest())
 
 
 @nox.session
@@ -20,7 +40,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint and formatting) and lint-imports (the layers contract in pyproject)."""
+    """ruff (lint and formatting), lint-imports (the layers contract in pyproject), and
+    deptry: the dependencies are what the code imports."""
     # Pinned: ruff's formatter output changes between releases, and CI must judge the code,
     # not the day it ran.
     session.install("ruff==0.17.6", "import-linter>=2.1")
@@ -28,6 +49,10 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     # Reads leaddb's source from the checkout (the current directory): nothing to install.
     session.run("lint-imports")
+    # deptry maps imports to distributions through what is installed, so the project (every
+    # extra a module imports from) is installed with it.
+    session.install(DEPTRY, "-e", ".[cli,embedded,dev]")
+    session.run("deptry", ".")
 
 
 @nox.session
@@ -37,10 +62,14 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--strict")
 
 
-@nox.session
+@nox.session(reuse_venv=True)
 def demo(session: nox.Session) -> None:
-    """`leaddb demo`: embedded servers unless LEADDB_DATABASE_URL / LEADDB_REDIS_URL are set."""
-    session.install("-e", ".[embedded]")
+    """`leaddb demo`: embedded servers unless LEADDB_DATABASE_URL / LEADDB_REDIS_URL are set.
+
+    The venv is kept between runs, and installed into again only when pyproject.toml changed:
+    a rerun costs the demo's own seconds.
+    """
+    install_once(session, "-e", ".[embedded,cli]")
     session.run("leaddb", "demo", *session.posargs)
 
 
@@ -54,7 +83,7 @@ def bench(session: nox.Session) -> None:
     as unavailable by the script, which carries on without it.
     """
     # The OpenTelemetry SDK for the telemetry section (issue 24): a service brings its own.
-    session.install("-e", ".[embedded,otel]", "opentelemetry-sdk>=1.27")
+    session.install("-e", ".[embedded,cli,otel]", "opentelemetry-sdk>=1.27")
     for peer in BENCH_PEERS:
         session.install(peer, success_codes=[0, 1, 2])
     session.run("python", "-m", "bench.run", *session.posargs)

@@ -35,6 +35,8 @@ class Sizes:
     bulk_rows: int
     bulk_repeats: int
     deep_depth: int = 50_000
+    seed_leads: int = 1_000_000
+    """Leads the ``leaddb seed`` section writes (bench.later)."""
     write_rounds: int = 8
     """Creates and updates run in this many rounds, each on new connections (see
     ``Bench.new_connections``); their samples are pooled."""

@@ -41,15 +41,58 @@ async def _scoring(bench: Bench) -> None:
     )
 
 
+_SEED: dict[str, float] = {}
+
+
+async def _seed_command(bench: Bench) -> None:
+    """Issue 25: what ``leaddb seed`` does (``leaddb.seeding.seed`` in its garbage-collector
+    settings, the cache on), writing ``sizes.seed_leads`` leads into one organization of its
+    own: the README's "a million leads" figure."""
+    from leaddb.seed import _few_collections
+    from leaddb.seeding import seed
+
+    with _few_collections():
+        result = await seed(
+            bench.db_cached, organizations=1, leads=bench.sizes.seed_leads, prefix="bench-seed"
+        )
+    bench.servers.tenants.update(item.organization.id for item in result.organizations)
+    rate = result.rows_per_second
+    _SEED.update(
+        leads=float(result.leads_added),
+        seconds=result.lead_seconds,
+        million_seconds=1_000_000 / rate if rate else float("nan"),
+    )
+    bench.facts["leaddb seed"] = (
+        f"{result.leads_added:,} leads (each with its audit row) in {result.lead_seconds:.1f} s: "
+        f"{rate:,.0f} rows/s, so a million leads in {_SEED['million_seconds']:.0f} s"
+    )
+
+
 SECTIONS: list[tuple[str, Section]] = [("scoring", _scoring)]
 """Scoring (issue 8); the soak has its own session (nox -s soak, docs/soak.md)."""
 
+LAST_SECTIONS: list[tuple[str, Section]] = [("seed_command", _seed_command)]
+"""After every other section: the leads they add would change what the others read."""
+
 
 def targets(results: dict[str, OperationResult]) -> list[Target]:
-    """The scoring goals, computed from the scoring section's figures."""
+    """The scoring goals and the seed's, computed from those sections' figures."""
+    found = []
+    if _SEED:
+        found.append(
+            Target(
+                issue=25,
+                goal="a million leads through `leaddb seed` (rate measured on "
+                f"{int(_SEED['leads']):,}), seconds",
+                measured=_SEED["million_seconds"],
+                limit=180.0,
+                unit=" s",
+            )
+        )
     if not _SCORING:
-        return []
+        return found
     return [
+        *found,
         Target(
             issue=8,
             goal="rescore the seeded leads with 20 rules, set-based (first run), seconds",

@@ -96,9 +96,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "runs once in each place of a round; quick 1)",
     )
     parser.add_argument(
+        "--seed-leads",
+        type=int,
+        help="leads `leaddb seed` writes in its section, last (default 1,000,000; quick 50,000)",
+    )
+    parser.add_argument(
         "--only",
         help="comma-separated sections to run (of: "
-        + ", ".join(name for name, _ in SECTIONS)
+        + ", ".join(name for name, _ in SECTIONS + later.SECTIONS + later.LAST_SECTIONS)
         + "); for profiling, the report then covers just those",
     )
     parser.add_argument(
@@ -118,6 +123,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         bulk_rows=args.bulk_rows or (2_000 if quick else 10_000),
         bulk_repeats=args.bulk_repeats or (1 if quick else 7),
         write_rounds=1 if quick else 8,
+        seed_leads=args.seed_leads or (50_000 if quick else 1_000_000),
     )
 
 
@@ -141,7 +147,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> int:
     started = time.perf_counter()
     sizes = sizes_of(args)
     # create_many stays last: the rows it adds would change what the sections after it read.
-    chosen = SECTIONS[:-1] + later.SECTIONS + SECTIONS[-1:]
+    chosen = SECTIONS[:-1] + later.SECTIONS + SECTIONS[-1:] + later.LAST_SECTIONS
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
         unknown = wanted - {name for name, _ in chosen}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,11 +32,11 @@ from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.connections.tenant_context import ContextSigner
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
-from leaddb.errors import ConfigurationError, ConnectionFailedError, RetryableError
+from leaddb.errors import MIGRATE_HINT, ConfigurationError, ConnectionFailedError, RetryableError
 from leaddb.pending import PendingInvalidations
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.sessions import SessionStore
-from leaddb.settings import LeadDBSettings, masked_url, settings_problems
+from leaddb.settings import LeadDBSettings, masked_url
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
 
 if TYPE_CHECKING:
@@ -107,11 +107,15 @@ class LeadDB:
         self._closed = False
         self.telemetry_name = telemetry.watch(self, pool, self.cache)
         """What this instance's metrics carry as ``leaddb.client`` (and the pool's name)."""
+        self.schema_notice: str | None = None
+        """Set by ``connect`` when the schema is missing or behind; said once, at the first unit
+        of work that is not preceded by ``migrate()`` (which clears it)."""
 
     def tenant(
         self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
     ) -> TenantUnitOfWork:
         """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail."""
+        self._say_schema_notice()
         return TenantUnitOfWork(self, self._pool, organization_id, actor_id=actor)
 
     async def run_in_tenant(
@@ -142,6 +146,7 @@ class LeadDB:
 
     def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:
         """A unit of work for organizations (and cross-tenant user lookup for login)."""
+        self._say_schema_notice()
         return PlatformUnitOfWork(self, self._pool, actor_id=actor)
 
     def cache_unit(self) -> UnitCache | None:
@@ -158,10 +163,7 @@ class LeadDB:
         cannot be reached; an unreachable Redis only logs a warning (the cache is optional).
         """
         if settings is None:
-            try:
-                settings = LeadDBSettings()
-            except ValidationError as error:
-                raise ConfigurationError(settings_problems(error)) from None
+            settings = LeadDBSettings()  # a bad variable: ConfigurationError, in one line
         if settings.telemetry and not telemetry.on:
             _instrument_globally()
         embedded_pg: EmbeddedPostgres | None = None
@@ -175,7 +177,7 @@ class LeadDB:
 
         engine = create_engine(settings)
         try:
-            postgres_version = await _check_postgres(engine, settings)
+            postgres_version, schema_revision = await _check_postgres(engine, settings)
         except BaseException:
             await engine.dispose()
             raise
@@ -203,8 +205,16 @@ class LeadDB:
         except BaseException:
             await db.close()
             raise
+        db.schema_notice = _schema_notice(schema_revision)
         db.pending.start()
         return db
+
+    def _say_schema_notice(self) -> None:
+        # Not at connect: `leaddb migrate`, the demo and a service's start-up connect to an
+        # unmigrated database in order to migrate it, and should not be told to.
+        if self.schema_notice is not None:
+            logger.warning("%s", self.schema_notice)
+            self.schema_notice = None
 
     async def _is_active_member(self, user: uuid.UUID, organization: uuid.UUID) -> bool:
         async with self.platform() as uow:
@@ -272,6 +282,7 @@ class LeadDB:
         configured = self.settings.tenant_context_key
         if configured is not None:
             await _install_context_key(self.engine, bytes.fromhex(configured.get_secret_value()))
+        self.schema_notice = None
         # Connections opened before the role and policies existed must not outlive them.
         await self._pool.expire_connections()
         await self._check_app_role()
@@ -280,7 +291,8 @@ class LeadDB:
         return reached
 
     async def close(self) -> None:
-        """Close the pool and the Redis client. Embedded servers keep running for the next start."""
+        """Close the pool and the Redis client. Embedded servers stop when the last process
+        using them exits (leaddb.embedded), not here: a process may connect again."""
         if self._closed:
             return
         telemetry.unwatch(self)
@@ -484,16 +496,51 @@ def create_redis(settings: LeadDBSettings) -> aioredis.Redis:
     )
 
 
-async def _check_postgres(engine: AsyncEngine, settings: LeadDBSettings) -> str:
+_VERSION_TABLE = text(
+    "SELECT t IS NOT NULL, t IS NOT NULL AND has_table_privilege(t, 'SELECT') "
+    "FROM to_regclass('alembic_version') AS t"
+)
+
+
+async def _check_postgres(
+    engine: AsyncEngine, settings: LeadDBSettings
+) -> tuple[str, SchemaRevision]:
+    """The server's version, and the schema revision Alembic recorded."""
     try:
         async with engine.connect() as connection:
             result = await connection.execute(text("SHOW server_version"))
-            return str(result.scalar_one())
+            version = str(result.scalar_one())
+            # Alembic's own table, read in the connection connect() opens anyway.
+            present, readable = (await connection.execute(_VERSION_TABLE)).one()
+            if not present or not readable:
+                return version, SchemaRevision(None, known=not present)
+            revision = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return version, SchemaRevision(revision.scalar_one_or_none(), known=True)
     except (SQLAlchemyError, OSError, TimeoutError) as error:
         where = masked_url(settings.sqlalchemy_url().render_as_string(False))
         raise ConnectionFailedError(
             f"cannot connect to PostgreSQL at {where} (LEADDB_DATABASE_URL): {_describe(error)}"
         ) from None
+
+
+@dataclass(frozen=True)
+class SchemaRevision:
+    """The revision Alembic recorded (None: never migrated), when this login may read it: a
+    service that logs in with no more than the application role may not (``known`` False)."""
+
+    revision: str | None
+    known: bool
+
+
+def _schema_notice(schema: SchemaRevision) -> str | None:
+    """What to say when the schema is missing or behind (None: it is at the head, or this
+    login cannot tell). Not an error: ``db.migrate()`` itself needs a connection to such a
+    database; a statement that meets a missing table raises SchemaNotMigratedError."""
+    head, revision = migrations.head_revision(), schema.revision
+    if not schema.known or revision == head:
+        return None
+    state = "has no leaddb schema" if revision is None else f"is at revision {revision}, not {head}"
+    return f"the database {state}: {MIGRATE_HINT}"
 
 
 async def _check_redis(redis: aioredis.Redis, settings: LeadDBSettings) -> str | None:

@@ -14,7 +14,19 @@ class LeadDBError(Exception):
 
 
 class ConfigurationError(LeadDBError):
-    """A setting is missing or wrong; the message names the LEADDB_ variable to fix."""
+    """A setting is missing or wrong; the message names the LEADDB_ variable to fix.
+
+    When pydantic refused a setting, its ``ValidationError`` (every detail) is the ``__cause__``.
+    """
+
+
+class SchemaNotMigratedError(LeadDBError):
+    """The database lacks a table, column, type or function of leaddb's schema: it was never
+    migrated, or is at an older revision than this leaddb. ``leaddb migrate`` (or
+    ``await db.migrate()``) brings it to the newest revision."""
+
+
+MIGRATE_HINT = "`leaddb migrate` (or `await db.migrate()`) brings it to the newest revision"
 
 
 class ConnectionFailedError(LeadDBError):

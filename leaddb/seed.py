@@ -13,40 +13,57 @@ import contextlib
 import gc
 import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
-from leaddb.db import LeadDB
-from leaddb.models.organization import SLUG_PATTERN
-from leaddb.seeding import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, SeedResult, seed
-from leaddb.settings import LeadDBSettings
+from leaddb.seeding.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 
-__all__ = ["RateColumn", "register", "result_table", "seed_with_progress"]
+# The `leaddb` command imports this module to register `seed`: what the command runs is imported
+# when it runs, so `leaddb --help` loads neither the database stack nor rich's progress bars.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, Task
+    from rich.table import Table
+
+    from leaddb.db import LeadDB
+    from leaddb.seeding import SeedResult
+    from leaddb.settings import LeadDBSettings
+
+__all__ = ["progress_bar", "register", "result_table", "seed_with_progress"]
 
 
-class RateColumn(ProgressColumn):
-    """Rows per second of a task, as rich measures it over the last few updates."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} rows/s", style="progress.data.speed")
+def average_rate(task: Task) -> float | None:
+    """Rows per second since the task started: what the summary line reports at the end (its
+    ``rate`` field once set), not rich's speed over the last few updates, which swings with
+    each chunk."""
+    final = task.fields.get("rate")
+    if isinstance(final, float):
+        return final
+    elapsed = task.elapsed
+    if not elapsed or not task.completed:
+        return None
+    return task.completed / elapsed
 
 
 def progress_bar(console: Console, *, rate: bool = True) -> Progress:
     """A progress bar: description, bar, done/total, rows/s (when ``rate``), elapsed."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = average_rate(task)
+            text = "" if speed is None else f"{speed:,.0f} rows/s"
+            return Text(text, style="progress.data.speed")
+
     columns: list[ProgressColumn] = [
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -69,17 +86,24 @@ async def seed_with_progress(
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> SeedResult:
-    """``leaddb.seeding.seed`` with a rich progress bar of the leads written."""
+    """``leaddb.seeding.seed`` with a rich progress bar of the leads written.
+
+    The bar advances with each chunk PostgreSQL has inserted; its clock starts when the leads
+    do (not while organizations and users are prepared), and it ends on the summary's rate.
+    """
+    from leaddb.seeding import seed
+
     with progress_bar(console) as progress:
-        task = progress.add_task("leads", total=None)
+        task = progress.add_task("leads", total=None, start=False)
 
         def planned(total: int) -> None:
             progress.update(task, total=total)
+            progress.start_task(task)
 
         def advanced(count: int) -> None:
             progress.advance(task, count)
 
-        return await seed(
+        result = await seed(
             db,
             organizations=organizations,
             leads=leads,
@@ -90,10 +114,14 @@ async def seed_with_progress(
             on_planned=planned,
             on_progress=advanced,
         )
+        progress.update(task, rate=result.rows_per_second)
+        return result
 
 
 def result_table(result: SeedResult, title: str = "seeded organizations") -> Table:
     """One row per organization: slug, name, users, leads before and after."""
+    from rich.table import Table
+
     table = Table(title=title)
     table.add_column("slug")
     table.add_column("name")
@@ -155,6 +183,8 @@ async def run_seed(
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> SeedResult:
     """Connect, migrate, seed with a progress bar, and print the result."""
+    from leaddb.db import LeadDB
+
     with _few_collections():
         async with await LeadDB.connect(settings) as db:
             await db.migrate()
@@ -211,19 +241,21 @@ def seed_command(
     """Create realistic organizations, users and leads; re-running adds only what is missing."""
     # Imported here: leaddb.cli imports this module to register the command.
     from leaddb.cli import console, fail, load_settings, run
+    from leaddb.models.organization import SLUG_PATTERN
 
     if len(prefix) > 50 or not re.fullmatch(SLUG_PATTERN, f"{prefix}-001"):
         fail(f"--prefix {prefix!r}: use up to 50 lowercase letters, digits and dashes")
-    settings = load_settings(database_url, redis_url)
+    loaded = load_settings(database_url, redis_url)
     run(
         lambda: run_seed(
-            settings,
-            console,
+            loaded.settings,
+            console(),
             organizations=organizations,
             leads=leads,
             prefix=prefix,
             users_per_organization=users,
             batch_size=batch_size,
             concurrency=concurrency,
-        )
+        ),
+        loaded,
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
+
+from leaddb.errors import ConfigurationError
 
 ENV_PREFIX = "LEADDB_"
 
@@ -30,6 +33,9 @@ class LeadDBSettings(BaseSettings):
     """Every setting of leaddb. Each field is read from ``LEADDB_<NAME>`` (or a ``.env`` file).
 
     URLs are secrets: their passwords never appear in a repr, a log line or an error message.
+    A bad value raises ``ConfigurationError`` with one line naming the variable, however the
+    settings are made (``LeadDBSettings()``, ``from_env``, ``model_validate``); pydantic's
+    ``ValidationError``, with every detail, is its ``__cause__``.
     """
 
     model_config = SettingsConfigDict(
@@ -105,6 +111,19 @@ class LeadDBSettings(BaseSettings):
         "Off by default: a library changes nothing process-wide unless asked.",
     )
 
+    if not TYPE_CHECKING:  # type checkers keep the signature pydantic derives from the fields
+
+        def __init__(self, **values: Any) -> None:
+            # Settings are built in a service's own start-up code (`LeadDBSettings()`), usually from
+            # the environment: a typo there is a configuration problem, reported as leaddb's own
+            # error in one line rather than as a multi-line validation traceback. pydantic runs a
+            # model's own __init__ for model_validate too, and lets an error that is not a
+            # ValueError through as it is, so every way of making settings ends here.
+            try:
+                super().__init__(**values)
+            except ValidationError as error:
+                raise ConfigurationError(settings_error_line(error)) from error
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -177,6 +196,22 @@ class LeadDBSettings(BaseSettings):
         return self.redis_url.get_secret_value()
 
 
+def settings_error_line(error: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """A settings ``ValidationError`` in one line, each problem naming where the value came
+    from: ``LEADDB_<NAME>``, or what ``names`` maps the field to (``--database-url``)."""
+    problems = []
+    for item in error.errors():
+        field = "_".join(str(part) for part in item["loc"])
+        env_name = _env_name(field)
+        name = (names or {}).get(field, env_name)
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if message.startswith(env_name):
+            problems.append(name + message.removeprefix(env_name))
+        else:
+            problems.append(f"{name}: {message}")
+    return "; ".join(problems)
+
+
 def _parse_url(raw: str, field: str) -> URL:
     try:
         return make_url(raw.strip())
@@ -190,13 +225,3 @@ def masked_url(raw: str) -> str:
         return make_url(raw).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
-
-
-def settings_problems(error: ValidationError) -> str:
-    """Refused settings as one line, each named by its environment variable."""
-    problems = []
-    for item in error.errors():
-        name = "LEADDB_" + "_".join(str(part) for part in item["loc"]).upper()
-        message = str(item["msg"]).removeprefix("Value error, ")
-        problems.append(message if message.startswith("LEADDB_") else f"{name}: {message}")
-    return "; ".join(problems)

@@ -19,15 +19,26 @@ from redis.exceptions import RedisError
 
 from leaddb import telemetry
 from leaddb.errors import (
+    MIGRATE_HINT,
     ConflictError,
     ConnectionFailedError,
     ConstraintViolationError,
     InvalidValueError,
     LeadDBError,
     RetryableError,
+    SchemaNotMigratedError,
     StatementTimeoutError,
     TenantViolationError,
     TransactionFailedError,
+)
+
+# What a statement of leaddb's meets on a database that was never migrated, or is behind: a
+# missing table (42P01), column (42703), type (42704) or function (42883, leaddb_uuid7 and co).
+_SCHEMA_MISSING = (
+    pgerr.UndefinedTableError,
+    pgerr.UndefinedColumnError,
+    pgerr.UndefinedObjectError,
+    pgerr.UndefinedFunctionError,
 )
 
 # "Key (organization_id, lower(email::text))=(…) already exists." -> the key's column list.
@@ -153,6 +164,11 @@ def translate(error: BaseException) -> LeadDBError | None:
         # Row-level security refusing a row of another tenant (42501), or a privilege the
         # application role does not have.
         return TenantViolationError(f"refused by the database: {error}")
+    if isinstance(error, _SCHEMA_MISSING):
+        return SchemaNotMigratedError(
+            f"database error: {error}: the database's schema is missing or older than this "
+            f"leaddb; {MIGRATE_HINT}"
+        )
     if isinstance(error, pgerr.PostgresError):
         return LeadDBError(f"database error: {error}")
     return None

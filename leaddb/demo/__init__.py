@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from rich.console import Console
 from rich.table import Table
@@ -103,7 +104,11 @@ async def run_demo(
 def _servers_table(db: LeadDB) -> Table:
     info = db.info
     table = Table(title="leaddb demo: servers", show_header=False, title_justify="left")
-    table.add_row("PostgreSQL", f"{info.postgres_version} at {info.database_url}")
+    table.add_column()
+    # Folded, not cut, and not percent-encoded: the embedded server's URL carries its socket
+    # directory as ?host=/path, which is what a reader needs to see whole.
+    table.add_column(overflow="fold")
+    table.add_row("PostgreSQL", f"{info.postgres_version} at {unquote(info.database_url)}")
     table.add_row("Redis", f"{info.redis_version or 'unreachable'} at {info.redis_url}")
     table.add_row("embedded", "yes" if info.embedded else "no")
     return table

@@ -7,7 +7,7 @@ scoped to the tenant, with the acting user recorded in the audit trail.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +17,7 @@ from leaddb.db import LeadDB
 from leaddb.demo.data import OUTBOUND_CAMPAIGN
 from leaddb.errors import StaleVersionError
 from leaddb.models import (
+    CampaignPerformance,
     CommunicationChannel,
     CommunicationCreate,
     CommunicationDirection,
@@ -54,7 +55,8 @@ def ms(started: float) -> str:
 def steps_table(title: str) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("step")
-    table.add_column("result")
+    # Folded, not cut: an id or an email must stay whole at 80 columns.
+    table.add_column("result", overflow="fold")
     table.add_column("ms", justify="right")
     return table
 
@@ -267,22 +269,23 @@ async def views(db: LeadDB, tenant: Tenant) -> list[Table]:
             str(row.won_count),
             str(row.lost_count),
         )
+    # One column per campaign, a row per measure: eight measures side by side need more than
+    # the 80 columns a terminal (or a pipe) has, and came out as "campai… enroll… contac…".
     campaigns = Table(title=f"campaign performance view: {org.name}", title_justify="left")
-    for name in ("campaign", "enrolled", "contacted", "responded", "converted", "sent"):
-        campaigns.add_column(name, justify="left" if name == "campaign" else "right")
-    campaigns.add_column("response", justify="right")
-    campaigns.add_column("conversion", justify="right")
+    campaigns.add_column("")
     for item in performance:
-        campaigns.add_row(
-            item.name,
-            f"{item.enrolled:,}",
-            f"{item.contacted:,}",
-            f"{item.responded:,}",
-            f"{item.converted:,}",
-            f"{item.communications_sent:,}",
-            f"{item.response_rate:.1%}",
-            f"{item.conversion_rate:.1%}",
-        )
+        campaigns.add_column(item.name, justify="right", overflow="fold")
+    measures: list[tuple[str, Callable[[CampaignPerformance], str]]] = [
+        ("enrolled", lambda item: f"{item.enrolled:,}"),
+        ("contacted", lambda item: f"{item.contacted:,}"),
+        ("responded", lambda item: f"{item.responded:,}"),
+        ("converted", lambda item: f"{item.converted:,}"),
+        ("messages sent", lambda item: f"{item.communications_sent:,}"),
+        ("response rate", lambda item: f"{item.response_rate:.1%}"),
+        ("conversion rate", lambda item: f"{item.conversion_rate:.1%}"),
+    ]
+    for label, measure in measures:
+        campaigns.add_row(label, *(measure(item) for item in performance))
     workflows = Table(title=f"n8n workflows: {org.name}", title_justify="left")
     for name in ("workflow", "runs", "succeeded", "failed", "mean duration"):
         workflows.add_column(name, justify="left" if name == "workflow" else "right")

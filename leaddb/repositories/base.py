@@ -35,7 +35,9 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         """Change the fields set in ``patch``; with ``expected_version``, only if still current.
 
         One statement: it locks the row, checks the version, writes, bumps the version and
-        writes the audit row with the changed fields before and after.
+        writes the audit row with the changed fields before and after. A patch that changes
+        nothing (every field already holds its value) writes nothing: the same version, no
+        audit row, nothing for the cache to forget.
         """
         key = as_uuid(id)
         if key is None:
@@ -60,23 +62,30 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
             args.extend(self._audit_args("updated"))
         connection = await self._connection()
         row = await run(connection.fetchrow, sql, *args)
+        return self._changed_row(key, row, expected_version)
+
+    def _changed_row(self, key: uuid.UUID, row: Any, expected_version: int | None) -> ModelT:
+        """The model of a ``change_statements._locked_update`` result, recording the write."""
         if row is None:
             raise self._not_found(key)
         data = dict(row)
         actual = data.pop("_current_version")
-        if data["id"] is None:
+        written, unchanged = data.pop("_written"), data.pop("_unchanged")
+        if not written and not unchanged:
             raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
-        updated: ModelT = self._hydrator.one(data)
-        self._written(key)
-        return updated
+        result: ModelT = self._hydrator.one(data)
+        if written:
+            self._written(key)
+        return result
 
     def _check_version(self, key: uuid.UUID, expected: int | None, actual: int | None) -> None:
         if expected is not None and actual is not None and expected != actual:
             raise StaleVersionError(self._shape.entity, key, expected, actual)
 
     async def update_many(self, ids: Collection[uuid.UUID], patch: UpdateT) -> list[ModelT]:
-        """Apply one patch to several rows in one statement (with an audit row for each);
-        returns the updated rows in the order of ``ids``, missing and deleted ones left out."""
+        """Apply one patch to several rows in one statement (with an audit row for each row it
+        changes: one that holds the values already is left as it is); returns the rows in the
+        order of ``ids``, missing and deleted ones left out."""
         keys = [key for key in dict.fromkeys(map(as_uuid, ids)) if key is not None]
         values = self._checked_values(patch, exclude_unset=True)
         if not keys:
@@ -93,9 +102,14 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._action_and_actor("updated"))
         connection = await self._connection()
-        written = self._hydrator.many(await run(connection.fetch, sql, *args))
-        by_id = {row.id: row for row in written}
-        self._written(*by_id)
+        rows = [dict(row) for row in await run(connection.fetch, sql, *args)]
+        changed = []
+        for row in rows:
+            del row["_unchanged"]
+            if row.pop("_written"):
+                changed.append(row["id"])
+        self._written(*changed)
+        by_id = {model.id: model for model in self._hydrator.many(rows)}
         return [by_id[key] for key in keys if key in by_id]
 
     async def delete(self, id: uuid.UUID, *, expected_version: int | None = None) -> None:
@@ -166,25 +180,20 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
             args.extend(self._audit_args("deleted" if deleted else "restored"))
         connection = await self._connection()
         row = await run(connection.fetchrow, sql, *args)
-        if row is None:
-            raise self._not_found(key)
-        data = dict(row)
-        actual = data.pop("_current_version")
-        if data["id"] is None:
-            raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
-        self._written(key)
-        result: ModelT = self._hydrator.one(data)
-        return result
+        return self._changed_row(key, row, expected_version)
 
     async def _upsert(self, data: CreateT, natural_key: Sequence[tuple[str, str]]) -> ModelT:
-        """INSERT, or UPDATE the row with the same natural key (see
-        ``change_statements.upsert_one``)."""
+        """INSERT, or UPDATE the row with the same natural key with the fields set in ``data``
+        (see ``change_statements.upsert_one``); a row that holds them already is not written."""
         values = self._insert_values(data)
         columns = tuple(values)
+        updated = tuple(name for name in self._checked_values(data, exclude_unset=True))
         key = tuple(natural_key)
         sql = self._statement(
-            ("upsert", columns, key),
-            lambda: change_statements.upsert_one(self._shape, columns, key, audit=self.audited),
+            ("upsert", columns, key, updated),
+            lambda: change_statements.upsert_one(
+                self._shape, columns, key, audit=self.audited, updated=updated
+            ),
         )
         args = list(values.values())
         if self.audited:
@@ -192,6 +201,13 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
             args.extend((self._uow.actor_id, new_id()))
         connection = await self._connection()
         row = await run(connection.fetchrow, sql, *args)
-        result: ModelT = self._hydrator.one(row)
-        self._written(row["id"])
+        if row is None:
+            # The row that conflicted was committed after the statement's snapshot: a second
+            # statement sees it (and the first wrote nothing).
+            row = await run(connection.fetchrow, sql, *args)
+        data_row = dict(row)
+        written = data_row.pop("_written")
+        result: ModelT = self._hydrator.one(data_row)
+        if written:
+            self._written(data_row["id"])
         return result

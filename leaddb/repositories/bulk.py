@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +152,10 @@ class CopiedInsert:
         repository: AppendOnlyRepository[Any, Any],
         connection: Connection,
         items: Sequence[Any],
+        *,
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
+        self._on_progress = on_progress
         self._repository = repository
         self._connection = connection
         self._items = items
@@ -272,6 +275,8 @@ class CopiedInsert:
             created.extend(self._models(chunk, written))
             await run(connection.execute, truncate)
             repository._uow.record_created(self._shape.entity, chunk.ids)
+            if self._on_progress is not None:
+                self._on_progress(len(chunk.ids))
             if following is not None:
                 chunk = following
         return created

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import typing
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import orjson
@@ -154,23 +154,32 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         self._uow.record_created(self._shape.entity, (row["id"],))
         return created
 
-    async def create_many(self, items: Sequence[CreateT]) -> list[ModelT]:
+    async def create_many(
+        self, items: Sequence[CreateT], *, on_progress: Callable[[int], None] | None = None
+    ) -> list[ModelT]:
         """Insert many rows (each with its audit row); returned in the caller's order.
 
         The round trips do not grow with the number of rows: a few rows are one statement
         reading them from a JSON array parameter; more go through COPY into a scratch table in
-        chunks (leaddb.repositories.bulk), all or none of them.
+        chunks (leaddb.repositories.bulk), all or none of them. ``on_progress`` is called with
+        the number of rows of each chunk PostgreSQL has inserted (not yet committed), for a
+        progress bar.
         """
+        if on_progress is not None and not callable(on_progress):
+            raise InvalidValueError(f"on_progress must be callable, not {on_progress!r}")
         if not items:
             return []
         connection = await self._connection()
         if len(items) >= COPY_THRESHOLD:
-            return await CopiedInsert(self, connection, items).run()
+            return await CopiedInsert(self, connection, items, on_progress=on_progress).run()
         rows = [self._insert_values(item) for item in items]
         columns = tuple(rows[0])
         if any(tuple(row) != columns for row in rows):
             raise InvalidFilterError("create_many needs items of one schema")
-        return await self._create_few(connection, rows, columns)
+        created = await self._create_few(connection, rows, columns)
+        if on_progress is not None:
+            on_progress(len(created))
+        return created
 
     async def _create_few(
         self, connection: Connection, rows: list[dict[str, Any]], columns: tuple[str, ...]

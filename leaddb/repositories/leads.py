@@ -165,9 +165,11 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         )
 
     async def upsert(self, data: LeadCreate) -> Lead:
-        """Create the lead, or update the one with the same email (any case) in this tenant.
+        """Create the lead, or update the one with the same email (any case) in this tenant
+        with the fields set in ``data`` (the others keep their values).
 
-        A soft-deleted lead with that email comes back to life with the new values.
+        A soft-deleted lead with that email comes back to life with the new values. When every
+        field set holds its value already, nothing is written: the same version, no audit row.
         """
         return await self._upsert(data, [("email", "lower({})")])
 

@@ -162,10 +162,21 @@ def day_anchor() -> datetime:
     return datetime(now.year, now.month, now.day, tzinfo=UTC)
 
 
+@lru_cache(maxsize=8)
+def _companies(prefix: str) -> tuple[Company, ...]:
+    """The companies in the order a prefix's organizations take them: each prefix shuffles
+    them with its own seed, so the demo's organizations and ``leaddb seed``'s have different
+    names, and no two organizations of one prefix share one (up to the vocabulary's size)."""
+    companies = list(vocabulary().companies)
+    _rng(f"companies/{prefix}").shuffle(companies)
+    return tuple(companies)
+
+
 def organization_payload(prefix: str, index: int) -> OrganizationCreate:
     """The ``index``-th organization of a seed: slug ``<prefix>-<index + 1, 3 digits>``."""
-    rng = _rng(f"organization/{index}")
-    company = rng.choice(vocabulary().companies)
+    rng = _rng(f"organization/{prefix}/{index}")
+    companies = _companies(prefix)
+    company = companies[index % len(companies)]
     slug = f"{prefix}-{index + 1:03d}"
     return OrganizationCreate(
         name=company.name,

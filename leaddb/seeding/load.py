@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from leaddb.db import LeadDB
 from leaddb.models import Organization, User
+from leaddb.seeding.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 from leaddb.seeding.fake import (
     check_sample,
     day_anchor,
@@ -32,13 +33,9 @@ from leaddb.seeding.fake import (
     user_payloads,
 )
 
-DEFAULT_BATCH_SIZE = 10_000
-# Three batches in flight keep both Python (generating and checking) and PostgreSQL busy: on
-# two cores, 6% more rows/s than two; more only adds memory.
-DEFAULT_CONCURRENCY = 3
-
 ProgressCallback = Callable[[int], None]
-"""Called with the number of leads each committed batch added."""
+"""Called with the number of leads of each chunk PostgreSQL inserted (its batch commits
+after; a failed batch rolls back what was counted)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +126,8 @@ async def seed(
     """Top ``organizations`` organizations up to ``leads`` leads each (see the module docs).
 
     ``on_planned`` receives the number of leads the run will add before any is written;
-    ``on_progress`` the size of each batch as it commits.
+    ``on_progress`` the size of each chunk of a batch as PostgreSQL inserts it (a few
+    thousand leads: a progress bar moves steadily, not once per batch).
     """
     if organizations < 0 or leads < 0 or users_per_organization < 0:
         raise ValueError("organizations, leads and users must not be negative")
@@ -230,7 +228,7 @@ async def _write_batch(
         )
         check_sample(payloads)
         async with db.tenant(seeded.organization.id) as uow:
-            await uow.leads.create_many(payloads)
+            await uow.leads.create_many(payloads, on_progress=on_progress)
             if previous is not None:
                 await previous  # an earlier batch failed: raise, and this one rolls back
             await uow.commit()
@@ -241,6 +239,5 @@ async def _write_batch(
         raise
     else:
         committed.set_result(None)
-        on_progress(batch.count)
     finally:
         slots.release()

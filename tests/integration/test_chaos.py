@@ -227,13 +227,15 @@ class Chaos:
                 )
             except StaleVersionError:
                 return  # another worker got there first: a normal outcome, nothing written
+            # The same value drawn again is no change: no new version, no audit row.
+            wrote = updated.version > current.version
             phase.at = "commit"
             try:
                 await uow.commit()
             except BaseException:
-                self.ledger.unsure_updates[lead_id] += 1
+                self.ledger.unsure_updates[lead_id] += wrote
                 raise
-        self.ledger.confirmed_updates[lead_id] += 1
+        self.ledger.confirmed_updates[lead_id] += wrote
         floor = self.ledger.committed_version.get(lead_id, 1)
         self.ledger.committed_version[lead_id] = max(floor, updated.version)
 

@@ -3,6 +3,8 @@ isolation, and runs again on the same data without adding anything."""
 
 from __future__ import annotations
 
+import re
+
 import asyncpg
 from rich.console import Console
 
@@ -74,3 +76,22 @@ async def test_demo_runs_again_on_the_same_data_without_adding_any(
 async def _row_counts(pg: asyncpg.Connection) -> dict[str, int]:
     tables = ("organizations", "users", "leads", "lead_scoring_rules", "campaigns")
     return {table: await pg.fetchval(f"SELECT count(*) FROM {table}") for table in tables}
+
+
+# What the demo shortens on purpose: a session token and ids, to their first characters.
+_ABBREVIATED = re.compile(r"(token [\w-]+…|[0-9a-f]{8}…)")
+
+
+async def test_demo_reads_whole_at_80_columns(settings: LeadDBSettings) -> None:
+    # 80 columns: what rich uses outside a terminal (a pipe, CI, nox's output).
+    console = Console(record=True, width=80)
+    await run_demo(settings, console, leads_per_organization=200)
+    output = console.export_text()
+    lines = output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for line in lines:
+        cut = line.count("…") - len(_ABBREVIATED.findall(line))
+        assert cut == 0, f"cut at 80 columns: {line}"
+    for measure in ("enrolled", "contacted", "responded", "converted", "conversion rate"):
+        assert measure in output
+    assert "%2F" not in output  # the embedded server's socket directory, not percent-encoded

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
@@ -29,9 +30,11 @@ from conftest import asyncpg_dsn, run_settings
 from sqlalchemy.engine import Connection, make_url
 from typer.testing import CliRunner
 
+from leaddb import LeadDB
 from leaddb import migrate as migrations
 from leaddb.cli import app
 from leaddb.db import create_engine
+from leaddb.errors import SchemaNotMigratedError
 from leaddb.models import LeadSource, LeadStatus, metadata
 
 from .test_schema import assert_same_schema, snapshot
@@ -396,3 +399,92 @@ async def test_installed_wheel_migrates_from_its_own_migrations(
             assert said.endswith(f"is at revision {migrations.head_revision()}")
     rows = await _fetch(url, "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'")
     assert rows[0]["n"] == len(metadata.tables) + 1
+
+
+async def test_an_unmigrated_database_connects_warns_and_its_first_use_says_to_migrate(
+    new_database: NewDatabase, servers: TestServers, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await new_database()
+    settings = run_settings(url, servers.redis_url)
+    db = await LeadDB.connect(settings)  # db.migrate() needs this connection: no refusal
+    try:
+        assert db.schema_notice is not None
+        with caplog.at_level(logging.WARNING, logger="leaddb"):
+            async with db.platform() as uow:  # the first unit of work says it, once
+                with pytest.raises(SchemaNotMigratedError) as missing:
+                    await uow.organizations.get_by_slug("acme")
+            async with db.platform():
+                pass
+        assert caplog.text.count("has no leaddb schema") == 1
+        assert "`leaddb migrate` (or `await db.migrate()`)" in caplog.text
+        message = str(missing.value)
+        assert 'relation "organizations" does not exist' in message
+        assert "schema is missing or older" in message
+        assert "`leaddb migrate` (or `await db.migrate()`)" in message
+        # Behind: a database at an older revision is named with both revisions.
+        await db.migrate("0001")
+        async with await LeadDB.connect(settings) as behind:
+            assert behind.schema_notice == (
+                f"the database is at revision 0001, not {migrations.head_revision()}: "
+                "`leaddb migrate` (or `await db.migrate()`) brings it to the newest revision"
+            )
+            # Connecting in order to migrate says nothing.
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="leaddb"):
+                await behind.migrate()
+                async with behind.platform() as uow:
+                    assert await uow.organizations.get_by_slug("acme") is None
+            assert caplog.text == ""
+        async with await LeadDB.connect(settings) as migrated:
+            assert migrated.schema_notice is None
+    finally:
+        await db.close()
+
+
+async def test_leaddb_migrate_works_without_the_cli_extra(
+    new_database: NewDatabase, servers: TestServers, tmp_path: Path
+) -> None:
+    # A deploy step: a service installs plain leaddb, without typer, rich and faker.
+    url = await new_database()
+    program = textwrap.dedent(
+        f"""\
+        import sys
+        sys.modules.update(typer=None, rich=None, faker=None)  # as if not installed
+        sys.argv = ["leaddb", "migrate", "--database-url", {url!r}]
+        from leaddb.__main__ import main
+        main()
+        """
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEADDB_")}
+    env.update(PYTHONPATH=str(REPOSITORY), LEADDB_REDIS_URL=servers.redis_url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", program, cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    assert stdout.decode().strip().endswith(f"is at revision {migrations.head_revision()}")
+    assert "typer" not in stderr.decode()
+
+
+async def test_a_login_that_cannot_read_the_version_table_connects_without_a_notice(
+    new_database: NewDatabase, servers: TestServers
+) -> None:
+    url = await new_database()
+    await _upgrade(url, servers)
+    role = f"leaddb_t_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        # No grant on alembic_version: a service logging in with a role of its own.
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        login = make_url(url).set(username=role, password=None)
+        settings = run_settings(
+            login.render_as_string(hide_password=False),
+            servers.redis_url,
+            row_level_security=False,
+        )
+        async with await LeadDB.connect(settings) as db:
+            assert db.schema_notice is None
+    finally:
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 import typer
+from rich.console import Console
 from typer.testing import CliRunner
 
 from leaddb import LeadDB, LeadDBSettings
-from leaddb.seed import register
+from leaddb.repositories.bulk import chunk_bounds
+from leaddb.seed import register, seed_with_progress
 from leaddb.seeding import load as seeding_load
 from leaddb.seeding import seed
 from leaddb.seeding.fake import check_sample, lead_batch
@@ -177,3 +179,24 @@ def test_seed_command_refuses_a_bad_prefix(settings: LeadDBSettings) -> None:
     result = CliRunner().invoke(app, ["seed", "--prefix", "Not A Slug"])
     assert result.exit_code == 2
     assert "--prefix" in result.output
+
+
+async def test_progress_advances_per_chunk_and_ends_on_the_summarys_rate(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    advanced: list[int] = []
+
+    def progress(count: int) -> None:
+        advanced.append(count)
+
+    result = await seed(db, organizations=1, leads=5_000, batch_size=5_000, on_progress=progress)
+    # One batch, one transaction: the bar moved with each chunk, not once at the commit.
+    assert advanced == [stop - start for start, stop in chunk_bounds(5_000)]
+    assert len(advanced) > 1
+    assert sum(advanced) == result.leads_added == 5_000
+
+    console = Console(record=True, width=120)
+    shown = await seed_with_progress(db, console, organizations=2, leads=5_000, batch_size=2_500)
+    output = console.export_text()
+    assert shown.leads_added == 5_000  # seed-001 has its leads already
+    assert f"5000/5000 {shown.rows_per_second:,.0f} rows/s" in output

@@ -98,7 +98,8 @@ async def _worker(
                         ledger.timed("update (stale)", started)
                         continue
                     await uow.commit()
-                ledger.updates[lead_id] += 1
+                # The same value drawn again is no change: no new version, no audit row.
+                ledger.updates[lead_id] += updated.version > current.version
                 ledger.committed_version[lead_id] = max(
                     ledger.committed_version.get(lead_id, 1), updated.version
                 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,17 +11,19 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from typer.testing import CliRunner
 
+from leaddb import LeadDB
 from leaddb.cli import app
 from leaddb.embedded import start_postgres, start_redis
 from leaddb.errors import ConfigurationError
 from leaddb.settings import LeadDBSettings, masked_url
 
 SECRET = "s3cr3t-pa55"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_wrong_scheme_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEADDB_DATABASE_URL", "mysql://user@localhost/db")
-    with pytest.raises(ValidationError, match="LEADDB_DATABASE_URL must be a postgresql://"):
+    with pytest.raises(ConfigurationError, match=r"^LEADDB_DATABASE_URL must be a postgresql://"):
         LeadDBSettings.from_env(None)
 
 
@@ -30,19 +34,57 @@ def test_the_cache_redis_client_is_lean_unless_redis_py_is_chosen(
     monkeypatch.setenv("LEADDB_REDIS_CLIENT", "redis-py")
     assert LeadDBSettings.from_env(None).redis_client == "redis-py"
     monkeypatch.setenv("LEADDB_REDIS_CLIENT", "hiredis")
-    with pytest.raises(ValidationError, match="redis_client"):
+    with pytest.raises(ConfigurationError, match="LEADDB_REDIS_CLIENT"):
         LeadDBSettings.from_env(None)
 
 
 def test_redis_url_without_scheme_names_the_variable() -> None:
-    with pytest.raises(ValidationError, match="LEADDB_REDIS_URL"):
+    with pytest.raises(ConfigurationError, match=r"^LEADDB_REDIS_URL must be a redis://"):
         LeadDBSettings.model_validate({"redis_url": "localhost:6379"})
 
 
-def test_non_numeric_pool_size_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_numeric_pool_size_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("LEADDB_POOL_SIZE", "many")
-    with pytest.raises(ValidationError, match="pool_size"):
-        LeadDBSettings.from_env(None)
+    with pytest.raises(ConfigurationError) as raised:
+        LeadDBSettings()
+    assert str(raised.value) == (
+        "LEADDB_POOL_SIZE: Input should be a valid integer, unable to parse string as an integer"
+    )
+    # pydantic's error, with every detail, stays reachable.
+    assert isinstance(raised.value.__cause__, ValidationError)
+
+
+async def test_connect_without_settings_reports_a_bad_variable_as_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEADDB_POOL_SIZE", "abc")
+    with pytest.raises(ConfigurationError, match=r"^LEADDB_POOL_SIZE: Input should be"):
+        await LeadDB.connect()
+
+
+def test_a_script_with_a_bad_variable_ends_on_one_line_naming_it(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import asyncio\n"
+        "from leaddb import LeadDB, LeadDBSettings\n"
+        "asyncio.run(LeadDB.connect(LeadDBSettings()))\n"
+    )
+    result = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "LEADDB_POOL_SIZE": "abc", "PYTHONPATH": str(ROOT)},
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "leaddb.errors.ConfigurationError: LEADDB_POOL_SIZE: Input should be a valid integer, "
+        "unable to parse string as an integer"
+    )
 
 
 def test_postgres_schemes_are_normalised_to_asyncpg() -> None:
@@ -72,12 +114,21 @@ def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.cache_enabled is False
 
 
-def test_cli_bad_url_is_one_line_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_bad_url_option_is_one_line_naming_the_option() -> None:
     result = CliRunner().invoke(app, ["migrate", "--database-url", "mysql://x@h/db"])
     assert result.exit_code == 2
     output = result.output.strip()
-    assert "LEADDB_DATABASE_URL must be a postgresql://" in output
-    assert "Traceback" not in output
+    assert output == "error: --database-url must be a postgresql:// URL, not mysql://"
+
+
+def test_cli_bad_variable_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LEADDB_POOL_SIZE", "abc")
+    result = CliRunner().invoke(app, ["migrate", "--database-url", "postgresql://x@h/db"])
+    assert result.exit_code == 2
+    output = result.output.strip()
+    assert output.startswith("error: LEADDB_POOL_SIZE: Input should be a valid integer")
     assert len(output.splitlines()) == 1
 
 
@@ -88,7 +139,10 @@ def test_cli_unreachable_host_is_one_line_without_password() -> None:
     assert result.exit_code == 2
     output = result.output.strip()
     assert output.startswith("error: cannot connect to PostgreSQL at")
-    assert "LEADDB_DATABASE_URL" in output
+    # The URL came from the option, so the error names the option, not the variable.
+    assert "(--database-url)" in output
+    assert "LEADDB_DATABASE_URL" not in output
+    assert len(output.splitlines()) == 1
     assert SECRET not in output
     assert "Traceback" not in output
 
