@@ -25,7 +25,7 @@ from leaddb import migrate as migrations
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
-from leaddb.connections.redis_transport import cache_transport
+from leaddb.connections.redis_transport import open_transport
 from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
@@ -83,12 +83,12 @@ class LeadDB:
         self.info = info
         self.cursors = CursorCodec(_cursor_key(settings))
         self.cache = CacheStore(
-            cache_transport(settings),
+            open_transport(settings),
             ttl_ms=settings.cache_ttl_seconds * 1000,
             enabled=settings.cache_enabled,
         )
         self._flights = SingleFlight()
-        self.sessions = SessionStore(redis, settings)
+        self.sessions = SessionStore(open_transport(settings), settings)
         self.assumes_app_role = False
         self.session_roles = roles or SessionRoles()
         self._embedded = embedded
@@ -214,6 +214,7 @@ class LeadDB:
         await self.pool.close()
         await self.engine.dispose()
         await self.cache.redis.close()
+        await self.sessions.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Self:
