@@ -27,7 +27,7 @@ from leaddb import telemetry
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
-from leaddb.connections.redis_transport import cache_transport
+from leaddb.connections.redis_transport import open_transport
 from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.connections.tenant_context import ContextSigner
@@ -90,7 +90,7 @@ class LeadDB:
         self.cursors = CursorCodec(_cursor_key(settings, None))
         self.signer: ContextSigner | None = None
         self.cache = CacheStore(
-            cache_transport(settings),
+            open_transport(settings),
             ttl_ms=settings.cache_ttl_seconds * 1000,
             enabled=settings.cache_enabled,
         )
@@ -99,7 +99,10 @@ class LeadDB:
         self.cache.note_lost = self.pending.note_epoch
         self.cache.repair = self.pending.repair
         self.sessions = SessionStore(
-            redis, settings, is_active_member=self._is_active_member, repair=self.pending.repair
+            open_transport(settings),
+            settings,
+            is_active_member=self._is_active_member,
+            repair=self.pending.repair,
         )
         self.assumes_app_role = False
         self.session_roles = roles or SessionRoles()
@@ -301,6 +304,7 @@ class LeadDB:
         await self._pool.close()
         await self.engine.dispose()
         await self.cache.redis.close()
+        await self.sessions.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Self:

@@ -60,8 +60,8 @@ class LeadDBSettings(BaseSettings):
     redis_socket_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 0.25
     redis_client: Literal["lean", "redis-py"] = Field(
         default="lean",
-        description="The cache's Redis client: lean (LeanRedis, one pipelined connection to a "
-        "single Redis, the fastest) or redis-py (its asyncio client, shared with the sessions).",
+        description="The Redis client of the cache and the sessions: lean (LeanRedis, one "
+        "pipelined connection to a single Redis, the fastest) or redis-py (its asyncio client).",
     )
     session_idle_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 7 * 86_400
     session_absolute_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 30 * 86_400

@@ -1,10 +1,12 @@
-"""A lean Redis client for the cache's few commands (MGET, EVALSHA, SET, pipelines of those).
+"""A lean Redis client for the few commands the cache and the sessions send (MGET, EVALSHA, SET,
+ZSCAN, pipelines of those).
 
 Why not redis-py here: its per-command overhead (connection-pool checkout, command packing,
 response callbacks) is 150-250 µs on these machines, more than the Redis round trip itself, so
-a cache hit would cost about as much as reading PostgreSQL. This client keeps one connection per
-``LeadDB``, lets any number of coroutines pipeline commands on it (replies arrive in order, so a
-FIFO of futures matches them), parses replies with hiredis, and fails fast.
+a cache hit would cost about as much as reading PostgreSQL. This client keeps one connection (a
+``LeadDB`` has one for the cache and one for the sessions), lets any number of coroutines
+pipeline commands on it (replies arrive in order, so a FIFO of futures matches them), parses
+replies with hiredis, and fails fast.
 
 Failure, command by command: a command whose reply does not come within the timeout fails
 alone. Its reply, when it comes, is read and dropped in its turn (replies arrive in order), so
@@ -26,6 +28,7 @@ import contextlib
 import hashlib
 import ssl
 import time
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -200,6 +203,14 @@ class LeanRedis:
         except NoScriptError:
             await self.call("SCRIPT", "LOAD", script)
             return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def evalsha_many(
+        self, script: str, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run a script once per (keys, args); sent together, so pipelined on the connection."""
+        return list(
+            await asyncio.gather(*(self.evalsha(script, keys, args) for keys, args in calls))
+        )
 
     async def close(self) -> None:
         protocol, self._protocol = self._protocol, None

@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from pydantic import JsonValue, ValidationError
 
 from leaddb import telemetry
 from leaddb.connections.driver_errors import redis_errors
+from leaddb.connections.redis_transport import RedisPyTransport, RedisTransport
 from leaddb.errors import ConnectionFailedError, TenantViolationError
 from leaddb.sessions import scripts
 from leaddb.sessions.models import Session, SessionMetadata, StoredRecord, from_ms
@@ -57,13 +58,16 @@ class SessionStore:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisTransport | aioredis.Redis,
         settings: LeadDBSettings,
         *,
         is_active_member: Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]] | None = None,
         repair: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
-        self._redis = redis
+        # A redis-py client is used through the same transport as the cache's (raw replies).
+        self._redis: RedisTransport = (
+            RedisPyTransport(redis) if isinstance(redis, aioredis.Redis) else redis
+        )
         # From LeadDB: whether a user is an active member of an active organization (asked of
         # PostgreSQL before a session starts), and the application of the durable list of
         # revocations (leaddb.pending), which runs before a session is served again after
@@ -74,15 +78,19 @@ class SessionStore:
         self._idle_ms = settings.session_idle_ttl_seconds * 1000
         self._absolute_ms = settings.session_absolute_ttl_seconds * 1000
         self._cap = settings.session_max_per_user
-        # register_script runs EVALSHA, loading the script on the first NOSCRIPT reply.
-        self._create = redis.register_script(scripts.CREATE)
-        self._slide = redis.register_script(scripts.SLIDE)
-        self._rotate = redis.register_script(scripts.ROTATE)
-        self._revoke = redis.register_script(scripts.REVOKE)
-        self._revoke_user = redis.register_script(scripts.REVOKE_USER)
-        self._revoke_session_id = redis.register_script(scripts.REVOKE_SESSION_ID)
-        self._list = redis.register_script(scripts.LIST)
-        self._register_user = redis.register_script(scripts.REGISTER_USER)
+        # Each runs EVALSHA, loading the script on the first NOSCRIPT reply.
+        self._create = _Script(self._redis, scripts.CREATE)
+        self._slide = _Script(self._redis, scripts.SLIDE)
+        self._rotate = _Script(self._redis, scripts.ROTATE)
+        self._revoke = _Script(self._redis, scripts.REVOKE)
+        self._revoke_user = _Script(self._redis, scripts.REVOKE_USER)
+        self._revoke_session_id = _Script(self._redis, scripts.REVOKE_SESSION_ID)
+        self._list = _Script(self._redis, scripts.LIST)
+        self._register_user = _Script(self._redis, scripts.REGISTER_USER)
+
+    async def close(self) -> None:
+        """Close the store's Redis transport."""
+        await self._redis.close()
 
     async def create(
         self,
@@ -266,13 +274,20 @@ class SessionStore:
         batch: builtins.list[uuid.UUID] = []
         with self._errors("revoke an organization's sessions"):
             # ZSCAN returns every member present for the whole scan, however large the set.
-            async for member, _deadline in self._redis.zscan_iter(key, count=_ORGANIZATION_BATCH):
-                user = _maybe_uuid(member)
-                if user is not None:
-                    batch.append(user)
-                if len(batch) >= _ORGANIZATION_BATCH:
-                    revoked += await self._revoke_users(batch, organization)
-                    batch = []
+            cursor: object = b"0"
+            while True:
+                cursor, found = await self._redis.call(
+                    "ZSCAN", key, cursor, "COUNT", _ORGANIZATION_BATCH
+                )
+                for member in found[0::2]:  # member, score, member, score, ...
+                    user = _maybe_uuid(member)
+                    if user is not None:
+                        batch.append(user)
+                    if len(batch) >= _ORGANIZATION_BATCH:
+                        revoked += await self._revoke_users(batch, organization)
+                        batch = []
+                if _int(cursor) == 0:
+                    break
             if batch:
                 revoked += await self._revoke_users(batch, organization)
         return revoked
@@ -308,15 +323,27 @@ class SessionStore:
             raise
 
     async def _revoke_users(self, users: Sequence[uuid.UUID], organization: uuid.UUID) -> int:
-        pipeline = self._redis.pipeline(transaction=False)
-        for user in users:
-            await self._revoke_user(
-                keys=[user_index_key(user)],
-                args=[session_key_prefix(user), str(organization)],
-                client=pipeline,
-            )
-        replies = await pipeline.execute()
+        replies = await self._redis.evalsha_many(
+            scripts.REVOKE_USER,
+            [
+                ([user_index_key(user)], [session_key_prefix(user), str(organization)])
+                for user in users
+            ],
+        )
         return sum(_int(reply[0]) for reply in replies)
+
+
+class _Script:
+    """A Lua script of the store, run by its SHA1 through the transport."""
+
+    __slots__ = ("_redis", "_source")
+
+    def __init__(self, redis: RedisTransport, source: str) -> None:
+        self._redis = redis
+        self._source = source
+
+    async def __call__(self, *, keys: Sequence[str], args: Sequence[object]) -> Any:
+        return await self._redis.evalsha(self._source, list(keys), list(args))
 
 
 def _session(row: Sequence[object]) -> Session | None:

@@ -7,16 +7,31 @@ from datetime import datetime
 
 import pytest
 import redis.asyncio as aioredis
+from conftest import REDIS_CLIENTS, TestServers
 
 from leaddb import LeadDBSettings
+from leaddb.connections.lean_redis import LeanRedis
 from leaddb.sessions import SessionStore
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
-@pytest.fixture
-def store(redis_client: aioredis.Redis, settings: LeadDBSettings) -> SessionStore:
-    return SessionStore(redis_client, settings)
+@pytest.fixture(params=REDIS_CLIENTS)
+async def store(
+    request: pytest.FixtureRequest,
+    redis_client: aioredis.Redis,
+    settings: LeadDBSettings,
+    servers: TestServers,
+) -> AsyncIterator[SessionStore]:
+    """A store over the test's Redis, once per transport (LEADDB_REDIS_CLIENT)."""
+    if request.param == "redis-py":
+        yield SessionStore(redis_client, settings)
+        return
+    lean = LeanRedis(servers.redis_url, timeout=settings.redis_socket_timeout_seconds)
+    try:
+        yield SessionStore(lean, settings)
+    finally:
+        await lean.close()
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from pydantic import SecretStr
 from redis.crc import key_slot
 
 from leaddb import LeadDB, LeadDBSettings
+from leaddb.connections.lean_redis import LeanRedis
+from leaddb.connections.redis_transport import RedisPyTransport
 from leaddb.models import (
     IntegrationCreate,
     IntegrationProvider,
@@ -106,6 +108,19 @@ async def test_a_miss_fills_and_the_hit_returns_an_equal_lead_of_the_same_types(
     assert isinstance(hit.id, uuid.UUID)
     assert isinstance(hit.organization_id, uuid.UUID)
     assert hit.custom_fields == {"plan": "pro", "seats": 12, "nested": {"a": [1, 2.5, None, True]}}
+
+
+async def test_the_cache_talks_to_the_transport_the_settings_choose(
+    db: LeadDB, settings: LeadDBSettings
+) -> None:
+    chosen = {"lean": LeanRedis, "redis-py": RedisPyTransport}[settings.redis_client]
+    assert type(db.cache.redis) is chosen
+    org = await make_org(db)
+    lead = await make_lead(db, org.id)
+    await read(db, org.id, lead.id)
+    db.cache.reset_stats()
+    assert await read(db, org.id, lead.id) == lead
+    assert db.cache.stats().hits == 1
 
 
 async def test_every_committed_write_is_read_back_after_commit(db: LeadDB) -> None:
