@@ -87,7 +87,14 @@ def _fields(plugin: Plugin, info: TypeInfo) -> dict[str, Type] | None:
 
 def _dataclass_fields(info: TypeInfo) -> list[str]:
     """Field names mypy's dataclass_transform support found on ``info`` (SQLModel's models),
-    its bases' included."""
+    its bases' included.
+
+    ``TypeInfo.metadata["dataclass"]["attributes"]`` is what mypy's own dataclasses plugin
+    stores (mypy/plugins/dataclasses.py), not a documented API; no public one lists the fields
+    of a dataclass_transform class. If an upgrade changes it, the Update schemas lose their
+    fields and the type check of tests/typing/test_public_api_types.py fails loudly
+    (test_update_schemas_are_precisely_typed, and every ``LeadUpdate(score=...)`` there);
+    pyproject pins mypy below the next minor version for that reason."""
     names: list[str] = []
     for klass in reversed(info.mro):
         for attribute in klass.metadata.get("dataclass", {}).get("attributes", []):
