@@ -8,6 +8,8 @@ from typing import Final
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
+from leaddb.models.fields import JsonObject
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -52,7 +54,8 @@ class StoredRecord(BaseModel):
 
     user_id: uuid.UUID
     organization_id: uuid.UUID
-    data: dict[str, JsonValue]
+    # NaN and Infinity are refused: JSON has no spelling for them (pydantic would write null).
+    data: JsonObject
     metadata: SessionMetadata
 
 

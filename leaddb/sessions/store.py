@@ -16,7 +16,7 @@ from pydantic import JsonValue, ValidationError
 from leaddb import telemetry
 from leaddb.connections.driver_errors import redis_errors
 from leaddb.connections.redis_transport import RedisPyTransport, RedisTransport
-from leaddb.errors import ConnectionFailedError, TenantViolationError
+from leaddb.errors import ConnectionFailedError, InvalidValueError, TenantViolationError
 from leaddb.sessions import scripts
 from leaddb.sessions.models import Session, SessionMetadata, StoredRecord, from_ms
 from leaddb.sessions.tokens import (
@@ -105,8 +105,10 @@ class SessionStore:
 
         ``ttl`` replaces the idle lifetime for this session (a timedelta or seconds); the
         absolute lifetime still applies. When the user already has ``session_max_per_user``
-        live sessions, the oldest are revoked first. Raises ``ValueError`` (pydantic's
-        ``ValidationError``) for data that is not JSON or is larger than ``MAX_RECORD_BYTES``.
+        live sessions, the oldest are revoked first. Raises pydantic's ``ValidationError`` for
+        data that is not JSON (NaN and Infinity included), InvalidValueError for data larger
+        than ``MAX_RECORD_BYTES`` or a ttl that is not positive, and TenantViolationError for a
+        user who is not an active member of that active organization.
         """
         user = _as_uuid(user_id)
         organization = _as_uuid(organization_id)
@@ -125,7 +127,9 @@ class SessionStore:
         )
         payload = record.model_dump_json()
         if len(payload.encode()) > MAX_RECORD_BYTES:
-            raise ValueError(f"session data is larger than {MAX_RECORD_BYTES} bytes as JSON")
+            raise InvalidValueError(
+                f"session data is larger than {MAX_RECORD_BYTES} bytes as JSON", field="data"
+            )
         idle_ms = self._idle_ms if ttl is None else _milliseconds(ttl)
         token = new_token(user)
         digest = token_digest(token)
@@ -386,7 +390,7 @@ def _int(value: object) -> int:
 def _milliseconds(ttl: timedelta | float) -> int:
     seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
     if not seconds > 0:
-        raise ValueError(f"ttl must be positive, not {ttl!r}")
+        raise InvalidValueError(f"ttl must be positive, not {ttl!r}", field="ttl")
     return max(1, round(seconds * 1000))
 
 

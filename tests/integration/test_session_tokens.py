@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from leaddb.errors import ConnectionFailedError
+from leaddb.errors import ConnectionFailedError, InvalidValueError
 from leaddb.sessions import MAX_RECORD_BYTES, SessionMetadata, SessionStore
 from leaddb.sessions.tokens import parse_token, token_digest
 
@@ -179,10 +179,13 @@ async def test_data_must_be_small_json(store: SessionStore) -> None:
     user, org = uuid.uuid4(), uuid.uuid4()
     with pytest.raises(ValidationError):
         await store.create(user_id=user, organization_id=org, data={"when": datetime.now(UTC)})  # type: ignore[dict-item]
-    with pytest.raises(ValueError, match="larger than"):
+    with pytest.raises(InvalidValueError, match="larger than"):
         await store.create(user_id=user, organization_id=org, data={"x": "y" * MAX_RECORD_BYTES})
-    with pytest.raises(ValueError, match="ttl"):
+    with pytest.raises(InvalidValueError, match="ttl"):
         await store.create(user_id=user, organization_id=org, ttl=0)
+    for number in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValidationError):
+            await store.create(user_id=user, organization_id=org, data={"n": [number]})
     assert await store.list(user) == []
 
 
