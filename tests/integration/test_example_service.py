@@ -1,5 +1,8 @@
 """The FastAPI example service (examples/service/app.py) over HTTP, against the real servers:
-sessions in Redis, leads in PostgreSQL, leaddb's errors as HTTP statuses."""
+sessions in Redis, leads in PostgreSQL, leaddb's errors as HTTP statuses.
+
+Written as a service's own tests would be: on leaddb's pytest plugin (``leaddb.testing``: the
+``leaddb``, ``leaddb_settings`` and ``leaddb_factories`` fixtures), not on this suite's helpers."""
 
 from __future__ import annotations
 
@@ -14,8 +17,7 @@ import httpx
 import pytest
 
 from leaddb import LeadDB, LeadDBSettings
-
-from .factories import make_lead, make_org, make_user
+from leaddb.testing import Factories
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the examples live beside the package, not inside it
@@ -35,8 +37,8 @@ class Caller:
 
 
 @pytest.fixture
-async def client(settings: LeadDBSettings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
+async def client(leaddb_settings: LeadDBSettings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(leaddb_settings)
     # httpx's ASGITransport sends no lifespan events: run the app's lifespan around the client.
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -44,21 +46,22 @@ async def client(settings: LeadDBSettings) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
-async def caller(db: LeadDB, client: httpx.AsyncClient) -> Caller:
-    org = await make_org(db)
-    user = await make_user(db, org.id)
-    token = await db.sessions.create(user_id=user.id, organization_id=org.id)
-    return Caller(client, org.id, {"Authorization": f"Bearer {token}"})
+async def caller(factories: Factories, client: httpx.AsyncClient) -> Caller:
+    made = await factories.organization(users=1, leads=0)
+    token = await factories.db.sessions.create(
+        user_id=made.users[0].id, organization_id=made.organization.id
+    )
+    return Caller(client, made.organization.id, {"Authorization": f"Bearer {token}"})
 
 
 @pytest.fixture
-async def alice(db: LeadDB, client: httpx.AsyncClient) -> Caller:
-    return await caller(db, client)
+async def alice(leaddb_factories: Factories, client: httpx.AsyncClient) -> Caller:
+    return await caller(leaddb_factories, client)
 
 
 @pytest.fixture
-async def bob(db: LeadDB, client: httpx.AsyncClient) -> Caller:
-    return await caller(db, client)
+async def bob(leaddb_factories: Factories, client: httpx.AsyncClient) -> Caller:
+    return await caller(leaddb_factories, client)
 
 
 async def test_create_then_get_returns_the_lead_with_its_version(alice: Caller) -> None:
@@ -80,10 +83,14 @@ async def test_create_then_get_returns_the_lead_with_its_version(alice: Caller) 
     assert "password_hash" not in fetched.text
 
 
-async def test_list_pages_by_status_with_a_cursor(db: LeadDB, alice: Caller) -> None:
+async def test_list_pages_by_status_with_a_cursor(
+    leaddb: LeadDB, leaddb_factories: Factories, alice: Caller
+) -> None:
     for index in range(5):
-        await make_lead(db, alice.organization_id, f"q{index}@example.com", status="qualified")
-    await make_lead(db, alice.organization_id, "new@example.com")
+        await leaddb_factories.lead(
+            alice.organization_id, email=f"q{index}@example.com", status="qualified"
+        )
+    await leaddb_factories.lead(alice.organization_id, email="new@example.com")
 
     first = await alice.client.get(
         "/leads", params={"status": "qualified", "limit": 3}, headers=alice.headers
@@ -104,8 +111,10 @@ async def test_list_pages_by_status_with_a_cursor(db: LeadDB, alice: Caller) -> 
     assert emails == {f"q{index}@example.com" for index in range(5)}
 
 
-async def test_update_with_if_match_bumps_the_version(db: LeadDB, alice: Caller) -> None:
-    lead = await make_lead(db, alice.organization_id)
+async def test_update_with_if_match_bumps_the_version(
+    leaddb: LeadDB, leaddb_factories: Factories, alice: Caller
+) -> None:
+    lead = await leaddb_factories.lead(alice.organization_id)
     updated = await alice.client.patch(
         f"/leads/{lead.id}",
         json={"status": "contacted", "score": 40},
@@ -117,8 +126,10 @@ async def test_update_with_if_match_bumps_the_version(db: LeadDB, alice: Caller)
     assert updated.headers["ETag"] == '"2"'
 
 
-async def test_stale_update_is_409_with_both_versions(db: LeadDB, alice: Caller) -> None:
-    lead = await make_lead(db, alice.organization_id)
+async def test_stale_update_is_409_with_both_versions(
+    leaddb: LeadDB, leaddb_factories: Factories, alice: Caller
+) -> None:
+    lead = await leaddb_factories.lead(alice.organization_id)
     fresh = await alice.client.patch(
         f"/leads/{lead.id}",
         json={"score": 10},
@@ -138,8 +149,10 @@ async def test_stale_update_is_409_with_both_versions(db: LeadDB, alice: Caller)
     assert stale.json()["current_version"] == 2
 
 
-async def test_duplicate_email_is_409_naming_the_field(db: LeadDB, alice: Caller) -> None:
-    await make_lead(db, alice.organization_id, "taken@example.com")
+async def test_duplicate_email_is_409_naming_the_field(
+    leaddb: LeadDB, leaddb_factories: Factories, alice: Caller
+) -> None:
+    await leaddb_factories.lead(alice.organization_id, email="taken@example.com")
     duplicate = await alice.client.post(
         "/leads", json={"email": "TAKEN@example.com"}, headers=alice.headers
     )
@@ -163,8 +176,10 @@ async def test_bad_payload_is_422(alice: Caller, payload: dict[str, object]) -> 
     assert response.status_code == 422, response.text
 
 
-async def test_bad_cursor_and_bad_if_match_are_422(db: LeadDB, alice: Caller) -> None:
-    lead = await make_lead(db, alice.organization_id)
+async def test_bad_cursor_and_bad_if_match_are_422(
+    leaddb: LeadDB, leaddb_factories: Factories, alice: Caller
+) -> None:
+    lead = await leaddb_factories.lead(alice.organization_id)
     cursor = await alice.client.get("/leads", params={"after": "forged"}, headers=alice.headers)
     assert cursor.status_code == 422
     assert cursor.json()["error"] == "InvalidCursorError"
@@ -174,8 +189,10 @@ async def test_bad_cursor_and_bad_if_match_are_422(db: LeadDB, alice: Caller) ->
     assert etag.status_code == 422
 
 
-async def test_requests_without_a_live_session_are_401(db: LeadDB, alice: Caller) -> None:
-    lead = await make_lead(db, alice.organization_id)
+async def test_requests_without_a_live_session_are_401(
+    leaddb: LeadDB, leaddb_factories: Factories, alice: Caller
+) -> None:
+    lead = await leaddb_factories.lead(alice.organization_id)
     anonymous = await alice.client.get(f"/leads/{lead.id}")
     assert anonymous.status_code == 401
     assert anonymous.headers["WWW-Authenticate"] == "Bearer"
@@ -184,15 +201,15 @@ async def test_requests_without_a_live_session_are_401(db: LeadDB, alice: Caller
     )
     assert forged.status_code == 401
     token = alice.headers["Authorization"].removeprefix("Bearer ")
-    await db.sessions.revoke(token)
+    await leaddb.sessions.revoke(token)
     revoked = await alice.client.get(f"/leads/{lead.id}", headers=alice.headers)
     assert revoked.status_code == 401
 
 
 async def test_other_tenants_lead_is_404_to_read_and_to_update(
-    db: LeadDB, alice: Caller, bob: Caller
+    leaddb: LeadDB, leaddb_factories: Factories, alice: Caller, bob: Caller
 ) -> None:
-    lead = await make_lead(db, alice.organization_id)
+    lead = await leaddb_factories.lead(alice.organization_id)
     read = await bob.client.get(f"/leads/{lead.id}", headers=bob.headers)
     assert read.status_code == 404
     assert read.json()["error"] == "NotFoundError"
@@ -212,15 +229,15 @@ async def test_unknown_lead_is_404(alice: Caller) -> None:
 
 
 async def test_the_readmes_token_script_opens_a_session_the_service_accepts(
-    db: LeadDB, client: httpx.AsyncClient
+    leaddb: LeadDB, client: httpx.AsyncClient
 ) -> None:
-    first = await token_for(db, "acme", "dev@example.com")
-    again = await token_for(db, "acme", "dev@example.com")  # the same user, a second session
+    first = await token_for(leaddb, "acme", "dev@example.com")
+    again = await token_for(leaddb, "acme", "dev@example.com")  # the same user, a second session
     for token in (first, again):
         listed = await client.get("/leads", headers={"Authorization": f"Bearer {token}"})
         assert listed.status_code == 200, listed.text
-    one = await db.sessions.get(first)
-    other = await db.sessions.get(again)
+    one = await leaddb.sessions.get(first)
+    other = await leaddb.sessions.get(again)
     assert one is not None
     assert other is not None
     assert (one.user_id, one.organization_id) == (other.user_id, other.organization_id)
