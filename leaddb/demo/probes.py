@@ -84,7 +84,7 @@ async def cache_warmup(db: LeadDB, tenant: Tenant) -> tuple[Table, list[Latency]
         caption=f"db.cache.stats(): {stats.hits:,} hits, {stats.misses:,} misses, "
         f"{stats.fills:,} fills, {stats.invalidations:,} invalidations, {stats.errors} errors",
     )
-    table.add_column("read path")
+    table.add_column("read path", overflow="fold")
     for name in ("reads", "hits", "misses", "p50 ms", "p95 ms"):
         table.add_column(name, justify="right")
     for latency in results:

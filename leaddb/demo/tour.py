@@ -54,8 +54,8 @@ def ms(started: float) -> str:
 
 def steps_table(title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    table.add_column("step")
-    # Folded, not cut: an id or an email must stay whole at 80 columns.
+    table.add_column("step", overflow="fold")
+    # Folded, not cut: a step, an id or an email must stay whole at 80 columns.
     table.add_column("result", overflow="fold")
     table.add_column("ms", justify="right")
     return table
