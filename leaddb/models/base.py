@@ -27,9 +27,10 @@ these attributes from an instance you constructed yourself before it has been wr
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.orm import declared_attr
 from sqlalchemy.schema import SchemaItem
 from sqlmodel import Field, SQLModel
 
@@ -114,6 +115,18 @@ class EntityModel(SQLModel):
     variables to this class to read it typed."""
 
     __entity_name__: ClassVar[str]
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        # For the ORM session beside the repositories (leaddb.uow.orm): server-filled columns
+        # come back by RETURNING (an expired attribute would need I/O, which AsyncSession
+        # refuses), and ``version`` is the optimistic lock of every flushed UPDATE / DELETE.
+        # Mapper settings only: no column or constraint changes, so migrations are unaffected.
+        args: dict[str, Any] = {"eager_defaults": True}
+        table = cls.__dict__.get("__table__")
+        if table is not None and "version" in table.c:
+            args["version_id_col"] = table.c.version
+        return args
 
 
 class TenantMixin(EntityModel):

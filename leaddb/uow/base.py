@@ -35,6 +35,7 @@ from leaddb.errors import (
 
 if TYPE_CHECKING:
     from asyncpg import Record
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
     from leaddb.cache.unit import UnitCache
     from leaddb.connections.pool import ConnectionPool
@@ -107,6 +108,7 @@ class UnitOfWork:
         self._wiped_tenants: set[uuid.UUID] = set()
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self.cache: UnitCache | None = db.cache_unit()
+        self._session: AsyncSession | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -156,6 +158,25 @@ class UnitOfWork:
         if self._closed:
             raise UnitOfWorkClosedError("this unit of work has been committed or rolled back")
 
+    @property
+    def session(self) -> AsyncSession:
+        """SQLModel's AsyncSession on this unit of work's transaction (leaddb.uow.orm): the
+        tenant applies to every statement, flushed writes are audited and invalidate the cache
+        like repository writes, and ``commit()`` flushes it first. Created on first use."""
+        if self._session is None:
+            self.check_open()
+            from leaddb.uow.orm import open_session
+
+            self._session = open_session(self, self._pool, self._db.settings)
+        return self._session
+
+    def note_raw_sql(self) -> None:
+        """Mark the unit of work untrusted, as ``connection()`` does (raw SQL ran)."""
+        if not self._raw:
+            self._raw = True
+            if self._connection is not None:
+                self._db.session_roles.forget(self._connection)
+
     async def connection(self) -> Connection:
         """The transaction's connection, for raw SQL; acquired and begun on first use.
 
@@ -166,9 +187,7 @@ class UnitOfWork:
         before anyone else gets the connection.
         """
         connection = await self.statement_connection()
-        if not self._raw:
-            self._raw = True
-            self._db.session_roles.forget(connection)
+        self.note_raw_sql()
         if self._raw_connection is None:
             self._raw_connection = RawConnection(connection, lambda: not self._closed)
         # Typed as the asyncpg connection it stands for: every call is passed on, checked.
@@ -190,6 +209,8 @@ class UnitOfWork:
             try:
                 await connection.execute(self._begin_sql(connection))
                 self._begun = True
+                if self._raw:  # text the ORM session sent before its first statement
+                    self._db.session_roles.forget(connection)
             except Exception as error:
                 failure = mapped(error)
                 if attempt < FRESH_CONNECTION_ATTEMPTS and isinstance(
@@ -262,6 +283,12 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
         self.check_open()
+        if self._session is not None:
+            try:
+                await self._session.flush()
+            except BaseException:
+                await self.rollback()
+                raise
         connection = self._connection
         # Whether the transaction may have committed. A COMMIT whose answer never arrived (the
         # caller cancelled, the connection dropped) may well have, so only the server's own
@@ -346,6 +373,12 @@ class UnitOfWork:
         )
 
     async def _release(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            # Forgets its instances' states and gives the wrapped connection back (no I/O: the
+            # engine is in AUTOCOMMIT, so SQLAlchemy holds no transaction of its own).
+            with contextlib.suppress(Exception):
+                await asyncio.shield(session.close())
         if self._raw_connection is not None:
             self._raw_connection.detach()
         connection, self._connection = self._connection, None

@@ -1,0 +1,406 @@
+"""``uow.session``: SQLModel's AsyncSession on a unit of work's own connection and transaction.
+
+The repositories stay the fast path; this is the full ORM beside them, with their guarantees:
+
+* One transaction. The session runs on the connection the unit of work already holds, through
+  an engine whose pool only borrows it (``_BorrowedPool``) and with ``AUTOCOMMIT`` so that
+  SQLAlchemy's asyncpg adapter starts no transaction of its own (NOTES.md, "An AsyncSession on
+  a unit of work's own asyncpg connection"). What a repository wrote is visible to the session
+  and the other way round; ``uow.commit()`` flushes the session and commits both; leaving the
+  unit of work without committing rolls both back.
+* The tenant, by the ORM itself: every ORM statement of a tenant unit of work gets
+  ``with_loader_criteria`` on every tenant model (relationship loads included), on top of
+  row-level security; a flush stamps ``organization_id`` on new rows and refuses a row of
+  another tenant (TenantViolationError, from ``before_flush``).
+* Flushed writes as the repositories write: audit rows in the same transaction (same shape),
+  ``version`` / ``updated_at`` bumped (``version_id_col`` on the table classes, StaleVersionError
+  on conflict), soft delete for soft-deletable models, and the touched keys recorded on the unit
+  of work so ``commit()`` invalidates the cache. Bulk ORM UPDATE / DELETE mark the entity as
+  bulk-written (the cache drops every entry of that entity for the tenant).
+* An instance a repository returned can be ``add``-ed: it is made detached-with-identity first,
+  so its flush is an UPDATE, not a duplicate INSERT.
+
+Nothing of this is created for a unit of work that never touches ``uow.session``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import uuid
+import weakref
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import sqlalchemy as sa
+from pydantic_core import to_jsonable_python
+from sqlalchemy import event
+from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, UOWTransaction, with_loader_criteria
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.session import make_transient_to_detached
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.util import await_only
+from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from leaddb.connections.driver_errors import translate
+from leaddb.errors import StaleVersionError, TenantViolationError
+from leaddb.models.activity import ActivityLog
+from leaddb.models.base import TENANT_COLUMN, EntityModel, TenantMixin, new_id
+from leaddb.sql.statements import SECRET_COLUMNS
+
+if TYPE_CHECKING:
+    from leaddb.connections.pool import ConnectionPool
+    from leaddb.repositories.work import Connection
+    from leaddb.settings import LeadDBSettings
+    from leaddb.uow.base import UnitOfWork
+
+__all__ = ["UNAUDITED_ENTITIES", "open_session"]
+
+# The entities whose repositories write no audit row (``audited = False``, and the audit trail
+# itself); tests/unit/test_orm_session.py checks this against the repositories.
+UNAUDITED_ENTITIES = frozenset({"activity_log", "lead_score_history"})
+
+# The asyncpg connection a unit of work is handing to its session's engine, read by the pool
+# while SQLAlchemy checks a connection out (inside SQLAlchemy's greenlet, which shares the
+# calling task's context).
+_handoff: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+    "leaddb_orm_handoff", default=None
+)
+
+
+async def _borrowed_connection() -> Connection:
+    connection = _handoff.get()
+    if connection is None:  # pragma: no cover - only the session's get_bind checks out
+        raise RuntimeError("leaddb's ORM engine only runs on a unit of work's connection")
+    return connection
+
+
+class _BorrowedPool(Pool):
+    """A pool that owns no connection: it wraps the unit of work's connection in hand, once per
+    physical connection (so SQLAlchemy's prepared-statement cache and its on-connect work
+    survive from one unit of work to the next), and never closes it on return."""
+
+    def __init__(self, creator: Any, **kw: Any) -> None:
+        super().__init__(creator, **kw)
+        self._entries: dict[int, tuple[Connection, ConnectionPoolEntry]] = {}
+
+    def status(self) -> str:
+        return f"_BorrowedPool({len(self._entries)} wrapped)"
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        connection = _handoff.get()
+        if connection is None:  # pragma: no cover - see _borrowed_connection
+            raise RuntimeError("leaddb's ORM engine only runs on a unit of work's connection")
+        known = self._entries.get(id(connection))
+        if known is not None and known[0] is connection:
+            return known[1]
+        # A connection the pool closed since is forgotten here (its id may be reused).
+        for key, (held, _) in list(self._entries.items()):
+            if held.is_closed():
+                del self._entries[key]
+        entry = self._create_connection()
+        self._entries[id(connection)] = (connection, entry)
+        return entry
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        # Kept: the connection belongs to leaddb's own pool, which the unit of work returns it to.
+        pass
+
+    def dispose(self) -> None:
+        self._entries.clear()
+
+    def recreate(self) -> _BorrowedPool:
+        return _BorrowedPool(
+            self._creator,
+            echo=self.echo,
+            reset_on_return=self._reset_on_return,
+            _dispatch=self.dispatch,
+            dialect=self._dialect,
+        )
+
+
+async def _no_codec(connection: Any) -> None:
+    # leaddb's pool sets orjson json/jsonb codecs on every connection it opens; the dialect's
+    # own (json.loads, one catalog round trip each) would replace them for the raw path too.
+    return None
+
+
+_engines: weakref.WeakKeyDictionary[ConnectionPool, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
+def orm_engine(pool: ConnectionPool, settings: LeadDBSettings) -> AsyncEngine:
+    """The engine of the sessions of units of work drawing from ``pool`` (one per LeadDB)."""
+    engine = _engines.get(pool)
+    if engine is not None:
+        return engine
+    engine = create_async_engine(
+        settings.sqlalchemy_url(),
+        async_creator=_borrowed_connection,
+        poolclass=_BorrowedPool,
+        pool_reset_on_return=None,
+        isolation_level="AUTOCOMMIT",
+        echo=settings.echo_sql,
+    )
+    dialect = engine.sync_engine.dialect
+    # Documented as the dialect's overridable hooks ("can be overridden by third party
+    # dialects"); set on this engine's own dialect instance only. JSON values then go to the
+    # driver as Python objects, which the pool's codec encodes (and decodes) with orjson, the
+    # same as for the repositories. tests/integration/test_orm_session.py round-trips a JSONB
+    # column through both paths and fails if an upgrade changes either hook.
+    dialect.setup_asyncpg_json_codec = _no_codec  # type: ignore[attr-defined]
+    dialect.setup_asyncpg_jsonb_codec = _no_codec  # type: ignore[attr-defined]
+    dialect.supports_native_json_serialization = True
+    event.listen(engine.sync_engine, "handle_error", _translate_error)
+    _engines[pool] = engine
+    return engine
+
+
+def _translate_error(context: ExceptionContext) -> None:
+    # Driver errors come out as leaddb's typed errors, as they do from the repositories.
+    original = context.original_exception
+    driver = original.__cause__ if original.__cause__ is not None else original
+    if isinstance(driver, asyncpg.PostgresError | asyncpg.InterfaceError):
+        translated = translate(driver)
+        if translated is not None:
+            raise translated from original
+
+
+class UnitSession(Session):
+    """The synchronous session behind ``uow.session``: bound to the unit of work's connection."""
+
+    def get_bind(self, *args: Any, **kw: Any) -> Any:
+        bound: SyncConnection | None = self.info.get("leaddb_connection")
+        if bound is not None:
+            return bound
+        uow: UnitOfWork = self.info["leaddb_uow"]
+        engine: AsyncEngine = self.info["leaddb_engine"]
+        # Inside SQLAlchemy's greenlet: the unit of work's connection (acquired and begun now if
+        # this is its first statement) is awaited from here.
+        connection = await_only(uow.statement_connection())
+        token = _handoff.set(connection)
+        try:
+            bound = engine.sync_engine.connect()
+        finally:
+            _handoff.reset(token)
+        self.info["leaddb_connection"] = bound
+        return bound
+
+    def add(self, instance: object, _warn: bool = True) -> None:
+        _attach_identity(instance)
+        super().add(instance, _warn=_warn)
+
+    def flush(self, objects: Sequence[Any] | None = None) -> None:
+        try:
+            super().flush(objects)
+        except StaleDataError as error:
+            raise _stale(self) from error
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            bound = self.info.pop("leaddb_connection", None)
+            if bound is not None:
+                bound.close()
+
+
+def _attach_identity(instance: object) -> None:
+    """A row the database returned (a repository's instance) becomes detached-with-identity, so
+    that the session updates it instead of inserting it again. Such instances carry the
+    database-filled ``created_at`` (leaddb.models.base); one built in Python does not yet."""
+    state = sa.inspect(instance, raiseerr=False)
+    if state is None or not isinstance(instance, EntityModel):
+        return
+    if state.transient and getattr(instance, "created_at", None) is not None:
+        make_transient_to_detached(instance)
+
+
+def _stale(session: sa.orm.Session) -> StaleVersionError:
+    candidates = [
+        obj
+        for obj in (*session.dirty, *session.deleted)
+        if isinstance(obj, EntityModel) and hasattr(obj, "version")
+    ]
+    if not candidates:
+        return StaleVersionError("row", uuid.UUID(int=0), 0, None)
+    obj = candidates[0]
+    history = sa.inspect(obj).attrs.version.history
+    expected = (history.deleted or history.unchanged or [0])[0]
+    return StaleVersionError(
+        obj.__entity_name__, getattr(obj, "id", uuid.UUID(int=0)), expected, None
+    )
+
+
+def open_session(uow: UnitOfWork, pool: ConnectionPool, settings: LeadDBSettings) -> AsyncSession:
+    """A new session for ``uow`` (called once, on the first use of ``uow.session``)."""
+    engine = orm_engine(pool, settings)
+    return AsyncSession(
+        engine,
+        sync_session_class=UnitSession,
+        expire_on_commit=False,
+        autoflush=True,
+        info={"leaddb_uow": uow, "leaddb_engine": engine},
+    )
+
+
+# -- the tenant ---------------------------------------------------------------------------------
+
+
+def _uow_of(session: sa.orm.Session) -> UnitOfWork:
+    uow: UnitOfWork = session.info["leaddb_uow"]
+    return uow
+
+
+@event.listens_for(UnitSession, "do_orm_execute")
+def _restrict_to_tenant(state: ORMExecuteState) -> None:
+    uow = _uow_of(state.session)
+    if isinstance(state.statement, TextClause):
+        # Text through the session is raw SQL like any other (leaddb.uow.base.connection).
+        uow.note_raw_sql()
+        return
+    tenant = uow.tenant_id
+    if (
+        tenant is not None
+        and (state.is_select or state.is_update or state.is_delete)
+        # Relationship and column loads carry the options of the statement that loaded the
+        # instances already (SQLAlchemy propagates them).
+        and not state.is_relationship_load
+        and not state.is_column_load
+    ):
+        state.statement = state.statement.options(
+            *(
+                with_loader_criteria(
+                    model, lambda cls: cls.organization_id == tenant, include_aliases=True
+                )
+                for model in _tenant_models()
+            )
+        )
+    if state.is_update or state.is_delete:
+        for mapper in _mappers_of(state):
+            entity = getattr(mapper.class_, "__entity_name__", None)
+            if entity is not None:
+                uow.record_bulk_write(entity)
+
+
+@functools.cache
+def _tenant_models() -> tuple[type[TenantMixin], ...]:
+    """Every mapped table class with the tenant column (all of them but organizations)."""
+    found: list[type[TenantMixin]] = []
+    pending: list[type[Any]] = [TenantMixin]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if "__table__" in cls.__dict__ and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+def _mappers_of(state: ORMExecuteState) -> list[Any]:
+    mapper = state.bind_mapper
+    return [] if mapper is None else [mapper]
+
+
+@event.listens_for(UnitSession, "before_flush")
+def _before_flush(session: sa.orm.Session, flush: UOWTransaction, instances: object) -> None:
+    uow = _uow_of(session)
+    tenant = uow.tenant_id
+    for obj in session.new:
+        if isinstance(obj, TenantMixin):
+            if tenant is None:
+                raise TenantViolationError("tenant rows are written in a tenant unit of work")
+            if obj.organization_id is None:
+                obj.organization_id = tenant
+            elif obj.organization_id != tenant:
+                raise TenantViolationError(
+                    f"{obj.__entity_name__} {obj.id} belongs to another organization"
+                )
+    soft_deleted: list[EntityModel] = []
+    for obj in list(session.deleted):
+        _check_tenant(obj, tenant)
+        if isinstance(obj, EntityModel) and "deleted_at" in sa.inspect(type(obj)).columns:
+            # Soft delete: the row stays, stamped, and the session updates it instead.
+            session.add(obj)
+            setattr(obj, "deleted_at", datetime.now(UTC))  # noqa: B010 - not on EntityModel
+            soft_deleted.append(obj)
+    for obj in session.dirty:
+        _check_tenant(obj, tenant)
+    session.info["leaddb_soft_deleted"] = {id(obj) for obj in soft_deleted}
+
+
+def _check_tenant(obj: object, tenant: uuid.UUID | None) -> None:
+    if tenant is None or not isinstance(obj, TenantMixin):
+        return
+    history = sa.inspect(obj).attrs[TENANT_COLUMN].history
+    owners = {*history.deleted, *history.unchanged, *history.added}
+    if owners != {tenant}:
+        raise TenantViolationError(
+            f"{obj.__entity_name__} {obj.id} belongs to another organization"
+        )
+
+
+# -- audit and cache bookkeeping ----------------------------------------------------------------
+
+
+def _values(obj: EntityModel, names: Iterable[str]) -> dict[str, Any]:
+    return {
+        name: to_jsonable_python(getattr(obj, name)) for name in names if name not in SECRET_COLUMNS
+    }
+
+
+@event.listens_for(UnitSession, "after_flush")
+def _after_flush(session: sa.orm.Session, flush: UOWTransaction) -> None:
+    uow = _uow_of(session)
+    soft_deleted: set[int] = session.info.pop("leaddb_soft_deleted", set())
+    audit: list[dict[str, Any]] = []
+
+    def log(obj: EntityModel, action: str, changes: dict[str, Any]) -> None:
+        if obj.__entity_name__ in UNAUDITED_ENTITIES:
+            return
+        organization = getattr(obj, TENANT_COLUMN, None) or obj.id  # type: ignore[attr-defined]
+        audit.append(
+            {
+                "organization_id": organization,
+                "id": new_id(),
+                "actor_user_id": uow.actor_id,
+                "entity_type": obj.__entity_name__,
+                "entity_id": obj.id,  # type: ignore[attr-defined]
+                "action": action,
+                "changes": changes,
+            }
+        )
+
+    for obj in session.new:
+        if isinstance(obj, EntityModel):
+            columns = sa.inspect(type(obj)).columns.keys()
+            uow.record_created(obj.__entity_name__, [obj.id])  # type: ignore[attr-defined]
+            log(obj, "created", {"after": _values(obj, columns)})
+    for obj in session.dirty:
+        if not isinstance(obj, EntityModel) or not session.is_modified(obj):
+            continue
+        state = sa.inspect(obj)
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        for attr in state.mapper.column_attrs:
+            history = state.attrs[attr.key].history
+            if history.added and attr.key not in SECRET_COLUMNS:
+                before[attr.key] = to_jsonable_python(
+                    history.deleted[0] if history.deleted else None
+                )
+                after[attr.key] = to_jsonable_python(history.added[0])
+        uow.record_write(obj.__entity_name__, [obj.id])  # type: ignore[attr-defined]
+        action = "deleted" if id(obj) in soft_deleted else "updated"
+        log(obj, action, {"before": before, "after": after})
+    for obj in session.deleted:
+        if isinstance(obj, EntityModel):
+            columns = sa.inspect(type(obj)).columns.keys()
+            uow.record_write(obj.__entity_name__, [obj.id])  # type: ignore[attr-defined]
+            log(obj, "deleted", {"before": _values(obj, columns)})
+    if audit:
+        session.connection().execute(sa.insert(ActivityLog.__table__), audit)  # type: ignore[attr-defined]

@@ -1,0 +1,270 @@
+"""``uow.session`` (leaddb.uow.orm) against the real servers: one transaction with the
+repositories, the tenant applied by the ORM itself, and ORM writes audited and invalidating the
+cache like repository writes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import func
+from sqlmodel import col, delete, select, update
+
+from leaddb import LeadDB, LeadDBSettings
+from leaddb.errors import StaleVersionError, TenantViolationError
+from leaddb.models import Lead, LeadCreate, LeadUpdate
+
+from .factories import idle_in_transaction, make_lead, make_org, make_user
+
+
+@pytest.fixture
+async def second_db(settings: LeadDBSettings) -> AsyncIterator[LeadDB]:
+    """Another process's LeadDB on the same servers (its own pool and cache client)."""
+    database = await LeadDB.connect(settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+async def audit_rows(pg: asyncpg.Connection, entity_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await pg.fetch(
+        "SELECT action::text AS action, actor_user_id, changes FROM activity_logs "
+        "WHERE entity_id = $1 ORDER BY id",
+        entity_id,
+    )
+
+
+async def test_session_queries_see_only_the_tenant(db: LeadDB) -> None:
+    org, other = await make_org(db), await make_org(db)
+    mine = await make_lead(db, org.id, score=70)
+    await make_lead(db, other.id, score=70)
+    async with db.tenant(org.id) as uow:
+        leads = (await uow.session.exec(select(Lead).where(Lead.score > 50))).all()
+        assert [lead.id for lead in leads] == [mine.id]
+        count = (await uow.session.exec(select(func.count()).select_from(Lead))).one()
+        assert count == 1
+
+
+async def test_repository_and_session_share_the_transaction(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    async with db.tenant(org.id) as uow:
+        lead = await uow.leads.create(LeadCreate(email="both@example.com"))
+        seen = (await uow.session.exec(select(Lead).where(Lead.id == lead.id))).one()
+        assert seen.email == "both@example.com"
+        uow.session.add(Lead(email="orm@example.com", organization_id=org.id))
+        await uow.session.flush()
+        page = await uow.leads.list()
+        assert {item.email for item in page.items} == {"both@example.com", "orm@example.com"}
+        # Not committed: the other connection sees nothing yet.
+        assert await pg.fetchval("SELECT count(*) FROM leads") == 0
+    # Left without commit: both writes are gone.
+    assert await pg.fetchval("SELECT count(*) FROM leads") == 0
+    assert await pg.fetchval("SELECT count(*) FROM activity_logs WHERE entity_type = 'lead'") == 0
+
+
+async def test_orm_insert_stamps_the_tenant_and_audits(
+    db: LeadDB, second_db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    actor = (await make_user(db, org.id)).id
+    async with db.tenant(org.id, actor=actor) as uow:
+        # Left out on purpose (typed as required): the flush stamps the unit of work's tenant.
+        lead = Lead(email="new@example.com", custom_fields={"plan": {"seats": 3}})  # type: ignore[call-arg]
+        uow.session.add(lead)
+        await uow.commit()
+    assert lead.organization_id == org.id
+    assert lead.version == 1
+    assert lead.created_at is not None
+    for database in (db, second_db):
+        async with database.tenant(org.id) as uow:
+            got = await uow.leads.get(lead.id)
+            assert got is not None
+            assert got.custom_fields == {"plan": {"seats": 3}}
+    rows = await audit_rows(pg, lead.id)
+    assert [row["action"] for row in rows] == ["created"]
+    assert rows[0]["actor_user_id"] == actor
+    assert '"new@example.com"' in rows[0]["changes"]
+
+
+async def test_orm_update_bumps_version_invalidates_and_audits(
+    db: LeadDB, second_db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    lead = await make_lead(db, org.id, company="Old")
+    for database in (db, second_db):  # both caches hold the old value
+        async with database.tenant(org.id) as uow:
+            cached = await uow.leads.get(lead.id)
+            assert cached is not None
+            assert cached.company == "Old"
+    async with db.tenant(org.id) as uow:
+        loaded = (await uow.session.exec(select(Lead).where(Lead.id == lead.id))).one()
+        loaded.company = "New"
+        await uow.commit()
+    assert loaded.version == lead.version + 1
+    assert loaded.updated_at > lead.updated_at
+    for database in (db, second_db):
+        async with database.tenant(org.id) as uow:
+            got = await uow.leads.get(lead.id)
+            assert got is not None
+            assert got.company == "New"
+            assert got.version == loaded.version
+    rows = await audit_rows(pg, lead.id)
+    assert [row["action"] for row in rows] == ["created", "updated"]
+    assert '"Old"' in rows[1]["changes"]
+    assert '"New"' in rows[1]["changes"]
+
+
+async def test_orm_delete_is_a_soft_delete(
+    db: LeadDB, second_db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    lead = await make_lead(db, org.id)
+    async with second_db.tenant(org.id) as uow:
+        assert await uow.leads.get(lead.id) is not None
+    async with db.tenant(org.id) as uow:
+        loaded = await uow.session.get(Lead, (org.id, lead.id))
+        assert loaded is not None
+        await uow.session.delete(loaded)
+        await uow.commit()
+    assert await pg.fetchval("SELECT deleted_at IS NOT NULL FROM leads WHERE id = $1", lead.id)
+    for database in (db, second_db):
+        async with database.tenant(org.id) as uow:
+            assert await uow.leads.get(lead.id) is None
+    rows = await audit_rows(pg, lead.id)
+    assert [row["action"] for row in rows] == ["created", "deleted"]
+
+
+async def test_orm_bulk_update_invalidates(
+    db: LeadDB, second_db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org, other = await make_org(db), await make_org(db)
+    lead = await make_lead(db, org.id, company="Before")
+    theirs = await make_lead(db, other.id, company="Before")
+    for database in (db, second_db):
+        async with database.tenant(org.id) as uow:
+            assert (await uow.leads.get(lead.id)) is not None
+    async with db.tenant(org.id) as uow:
+        await uow.session.exec(
+            update(Lead).where(col(Lead.company) == "Before").values(company="After")
+        )
+        await uow.commit()
+    for database in (db, second_db):
+        async with database.tenant(org.id) as uow:
+            got = await uow.leads.get(lead.id)
+            assert got is not None
+            assert got.company == "After"
+    # The other tenant's row was outside the statement.
+    assert await pg.fetchval("SELECT company FROM leads WHERE id = $1", theirs.id) == "Before"
+    async with db.tenant(org.id) as uow:
+        await uow.session.exec(delete(Lead))
+        await uow.commit()
+    assert await pg.fetchval("SELECT count(*) FROM leads WHERE id = $1", theirs.id) == 1
+
+
+async def test_stale_version_through_the_session(db: LeadDB) -> None:
+    org = await make_org(db)
+    lead = await make_lead(db, org.id)
+    async with db.tenant(org.id) as uow:
+        loaded = await uow.session.get(Lead, (org.id, lead.id))
+        assert loaded is not None
+        # Another unit of work commits a change meanwhile.
+        async with db.tenant(org.id) as other:
+            await other.leads.update(lead.id, LeadUpdate(company="Elsewhere"))
+            await other.commit()
+        loaded.company = "Here"
+        with pytest.raises(StaleVersionError):
+            await uow.session.flush()
+
+
+async def test_another_tenants_row_cannot_be_flushed(db: LeadDB, pg: asyncpg.Connection) -> None:
+    org, other = await make_org(db), await make_org(db)
+    theirs = await make_lead(db, other.id)
+    async with db.tenant(org.id) as uow:
+        assert await uow.session.get(Lead, (other.id, theirs.id)) is None
+        uow.session.add(Lead(email="x@example.com", organization_id=other.id))
+        with pytest.raises(TenantViolationError):
+            await uow.session.flush()
+    async with db.tenant(other.id) as uow:
+        theirs_loaded = await uow.leads.get(theirs.id)
+    assert theirs_loaded is not None
+    async with db.tenant(org.id) as uow:
+        theirs_loaded.company = "Hijacked"
+        await uow.session.merge(theirs_loaded)
+        with pytest.raises(TenantViolationError):
+            await uow.session.flush()
+    assert await pg.fetchval("SELECT company FROM leads WHERE id = $1", theirs.id) is None
+
+
+async def test_rollback_leaves_cache_and_audit_untouched(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    lead = await make_lead(db, org.id, company="Kept")
+    async with db.tenant(org.id) as uow:
+        assert await uow.leads.get(lead.id) is not None  # cached
+    async with db.tenant(org.id) as uow:
+        loaded = await uow.session.get(Lead, (org.id, lead.id))
+        assert loaded is not None
+        loaded.company = "Dropped"
+        await uow.session.flush()
+    async with db.tenant(org.id) as uow:
+        got = await uow.leads.get(lead.id)
+        assert got is not None
+        assert got.company == "Kept"
+    assert [row["action"] for row in await audit_rows(pg, lead.id)] == ["created"]
+
+
+async def test_instances_move_between_repository_and_session(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    lead = await make_lead(db, org.id)
+    async with db.tenant(org.id) as uow:
+        from_repository = await uow.leads.get(lead.id)
+        assert from_repository is not None
+        uow.session.add(from_repository)
+        from_repository.company = "Moved"
+        await uow.session.flush()
+        assert from_repository.version == lead.version + 1
+        # And back: the repository reads what the session wrote, by the instance's id.
+        again = await uow.leads.get(from_repository.id)
+        assert again is not None
+        assert again.company == "Moved"
+        updated = await uow.leads.update(
+            from_repository.id,
+            LeadUpdate(job_title="CTO"),
+            expected_version=from_repository.version,
+        )
+        assert updated.job_title == "CTO"
+        await uow.commit()
+    assert await pg.fetchval("SELECT count(*) FROM leads") == 1
+    assert await pg.fetchval("SELECT company FROM leads WHERE id = $1", lead.id) == "Moved"
+
+
+async def test_cancelled_flush_leaks_nothing(db: LeadDB, pg: asyncpg.Connection) -> None:
+    org = await make_org(db)
+
+    async def slow_flush() -> None:
+        async with db.tenant(org.id) as uow:
+            await uow.execute("SELECT 1")
+            for index in range(200):
+                uow.session.add(Lead(email=f"c{index}@example.com", organization_id=org.id))
+            await uow.session.flush()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(slow_flush())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)
+    assert await idle_in_transaction(pg) == 0
+    assert await pg.fetchval("SELECT count(*) FROM leads") == 0
+    async with db.tenant(org.id) as uow:  # the pool still serves
+        assert (await uow.session.exec(select(func.count()).select_from(Lead))).one() == 0
