@@ -265,6 +265,8 @@ def _restrict_to_tenant(state: ORMExecuteState) -> None:
         # Text through the session is raw SQL like any other (leaddb.uow.base.connection).
         uow.note_raw_sql()
         return
+    if state.is_delete:
+        _soften(state)
     tenant = uow.tenant_id
     if (
         tenant is not None
@@ -287,6 +289,20 @@ def _restrict_to_tenant(state: ORMExecuteState) -> None:
             entity = getattr(mapper.class_, "__entity_name__", None)
             if entity is not None:
                 uow.record_bulk_write(entity)
+
+
+def _soften(state: ORMExecuteState) -> None:
+    """A bulk DELETE of a soft-deletable model stamps ``deleted_at`` instead, as the
+    repositories' delete does (rows already deleted keep their stamp)."""
+    mapper = state.bind_mapper
+    statement = state.statement
+    if mapper is None or "deleted_at" not in mapper.columns or not isinstance(statement, sa.Delete):
+        return
+    deleted_at = mapper.columns["deleted_at"]
+    soft = sa.update(mapper.class_).where(deleted_at.is_(None)).values(deleted_at=sa.func.now())
+    if statement.whereclause is not None:
+        soft = soft.where(statement.whereclause)
+    state.statement = soft.execution_options(**statement.get_execution_options())
 
 
 @functools.cache

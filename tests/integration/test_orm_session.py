@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from sqlalchemy import func
+from sqlalchemy.orm import aliased
 from sqlmodel import col, delete, select, update
 
 from leaddb import LeadDB, LeadDBSettings
@@ -38,15 +39,45 @@ async def audit_rows(pg: asyncpg.Connection, entity_id: uuid.UUID) -> list[async
     )
 
 
-async def test_session_queries_see_only_the_tenant(db: LeadDB) -> None:
+@pytest.fixture(params=["rls-on", "rls-off"])
+async def any_rls_db(
+    request: pytest.FixtureRequest, settings: LeadDBSettings
+) -> AsyncIterator[LeadDB]:
+    """The superuser login of the test servers, with row-level security on and off: the ORM's
+    own criteria must keep tenants apart without the policies."""
+    rls = request.param == "rls-on"
+    async with await LeadDB.connect(settings.model_copy(update={"row_level_security": rls})) as db:
+        yield db
+
+
+async def test_session_queries_see_only_the_tenant(
+    any_rls_db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    db = any_rls_db
     org, other = await make_org(db), await make_org(db)
     mine = await make_lead(db, org.id, score=70)
-    await make_lead(db, other.id, score=70)
+    theirs = await make_lead(db, other.id, score=70)
     async with db.tenant(org.id) as uow:
         leads = (await uow.session.exec(select(Lead).where(Lead.score > 50))).all()
         assert [lead.id for lead in leads] == [mine.id]
         count = (await uow.session.exec(select(func.count()).select_from(Lead))).one()
         assert count == 1
+        # Joins and aliases are restricted too.
+        owner_alias = aliased(Lead)
+        pairs = (
+            await uow.session.exec(
+                select(Lead, owner_alias).join(
+                    owner_alias, col(owner_alias.score) == col(Lead.score)
+                )
+            )
+        ).all()
+        assert [(a.id, b.id) for a, b in pairs] == [(mine.id, mine.id)]
+        assert await uow.session.get(Lead, (other.id, theirs.id)) is None
+        await uow.session.exec(update(Lead).values(company="Mine"))
+        await uow.session.exec(delete(Lead).where(col(Lead.score) == 70))
+        await uow.commit()
+    assert await pg.fetchval("SELECT company FROM leads WHERE id = $1", theirs.id) is None
+    assert await pg.fetchval("SELECT deleted_at FROM leads WHERE id = $1", theirs.id) is None
 
 
 async def test_repository_and_session_share_the_transaction(
@@ -164,7 +195,12 @@ async def test_orm_bulk_update_invalidates(
     async with db.tenant(org.id) as uow:
         await uow.session.exec(delete(Lead))
         await uow.commit()
-    assert await pg.fetchval("SELECT count(*) FROM leads WHERE id = $1", theirs.id) == 1
+    # A soft delete, of this tenant's rows only.
+    assert await pg.fetchval("SELECT deleted_at IS NOT NULL FROM leads WHERE id = $1", lead.id)
+    assert await pg.fetchval("SELECT deleted_at FROM leads WHERE id = $1", theirs.id) is None
+    for database in (db, second_db):
+        async with database.tenant(org.id) as uow:
+            assert await uow.leads.get(lead.id) is None
 
 
 async def test_stale_version_through_the_session(db: LeadDB) -> None:
