@@ -26,7 +26,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import later, ops_bulk, ops_cache, ops_reads, ops_writes, peers, servers
+from bench import later, ops_bulk, ops_cache, ops_orm, ops_reads, ops_writes, peers, servers
 from bench.context import Bench, Sizes
 from bench.report import RunInfo, markdown, stdout_report
 from bench.seed import seed
@@ -42,6 +42,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("update", ops_writes.update_one),
     ("cache", ops_cache.cache),
     ("rls", ops_cache.row_level_security),
+    ("orm", ops_orm.session_select),
     # Last: it adds tens of thousands of rows, which the reads above should not see.
     ("create_many", ops_bulk.create_many),
 ]
