@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.orm import declared_attr
 from sqlalchemy.schema import SchemaItem
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Relationship, SQLModel
 
 # SQLModel types model_config as its private SQLModelConfig (pydantic's ConfigDict plus its own
 # keys), and mypy --strict refuses a plain ConfigDict there; no cost involved.
@@ -65,6 +65,7 @@ __all__ = [
     "is_tenant_scoped",
     "is_versioned",
     "metadata",
+    "navigation",
     "new_id",
     "table_of",
     "tenant_fk",
@@ -168,6 +169,19 @@ class SoftDeleteMixin(SQLModel):
     """Soft delete: a non-NULL ``deleted_at`` hides the row from default queries."""
 
     deleted_at: datetime | None = timestamp_field()
+
+
+def navigation() -> Any:
+    """A relationship to navigate by (``selectinload`` / ``joinedload`` in ``uow.session``).
+
+    ``lazy="raise"``: AsyncSession cannot load on attribute access, so a relationship that was
+    not loaded eagerly raises at once instead of failing with ``MissingGreenlet``.
+    ``viewonly``: rows are linked through their key columns (``lead_id``, ``owner_id``), which the
+    tenant checks of the flush see; the relationships never write, so the ``organization_id``
+    shared by every composite foreign key has one writer. The join conditions come from the
+    composite foreign keys ``(organization_id, x_id)`` (:func:`tenant_fk`).
+    """
+    return Relationship(sa_relationship_kwargs={"lazy": "raise", "viewonly": True})
 
 
 def tenant_table_args(*items: SchemaItem) -> tuple[SchemaItem, ...]:

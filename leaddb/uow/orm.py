@@ -40,7 +40,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.orm import ORMExecuteState, UOWTransaction, with_loader_criteria
+from sqlalchemy.orm import ORMExecuteState, QueryableAttribute, UOWTransaction, with_loader_criteria
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.session import make_transient_to_detached
 from sqlalchemy.pool import ConnectionPoolEntry, Pool
@@ -53,6 +53,7 @@ from leaddb.connections.driver_errors import translate
 from leaddb.errors import StaleVersionError, TenantViolationError
 from leaddb.models.activity import ActivityLog
 from leaddb.models.base import TENANT_COLUMN, EntityModel, TenantMixin, new_id
+from leaddb.models.organization import Organization
 from leaddb.sql.statements import SECRET_COLUMNS
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     from leaddb.settings import LeadDBSettings
     from leaddb.uow.base import UnitOfWork
 
-__all__ = ["UNAUDITED_ENTITIES", "open_session"]
+__all__ = ["UNAUDITED_ENTITIES", "open_session", "related"]
 
 # The entities whose repositories write no audit row (``audited = False``, and the audit trail
 # itself); tests/unit/test_orm_session.py checks this against the repositories.
@@ -238,6 +239,18 @@ def _stale(session: sa.orm.Session) -> StaleVersionError:
     )
 
 
+def related(attribute: object) -> QueryableAttribute[Any]:
+    """A relationship attribute as the loader options take it:
+    ``selectinload(related(Lead.notes))``.
+
+    SQLModel types ``Lead.notes`` as the instances' ``list[LeadNote]``, which mypy refuses as an
+    argument of ``selectinload`` / ``joinedload``; on the class it is SQLAlchemy's attribute.
+    """
+    if not isinstance(attribute, QueryableAttribute):
+        raise TypeError(f"related() takes a relationship of a table class, not {attribute!r}")
+    return attribute
+
+
 def open_session(uow: UnitOfWork, pool: ConnectionPool, settings: LeadDBSettings) -> AsyncSession:
     """A new session for ``uow`` (called once, on the first use of ``uow.session``)."""
     engine = orm_engine(pool, settings)
@@ -282,7 +295,9 @@ def _restrict_to_tenant(state: ORMExecuteState) -> None:
                     model, lambda cls: cls.organization_id == tenant, include_aliases=True
                 )
                 for model in _tenant_models()
-            )
+            ),
+            # The tenant sees its own organization only.
+            with_loader_criteria(Organization, lambda cls: cls.id == tenant, include_aliases=True),
         )
     if state.is_update or state.is_delete:
         for mapper in _mappers_of(state):

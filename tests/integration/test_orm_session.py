@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from sqlalchemy import func
-from sqlalchemy.orm import aliased
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.orm import aliased, joinedload, selectinload
 from sqlmodel import col, delete, select, update
 
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import StaleVersionError, TenantViolationError
-from leaddb.models import Lead, LeadCreate, LeadUpdate
+from leaddb.models import Lead, LeadCreate, LeadNoteCreate, LeadUpdate, Organization, User
+from leaddb.uow import related
 
 from .factories import idle_in_transaction, make_lead, make_org, make_user
 
@@ -304,3 +306,53 @@ async def test_cancelled_flush_leaks_nothing(db: LeadDB, pg: asyncpg.Connection)
     assert await pg.fetchval("SELECT count(*) FROM leads") == 0
     async with db.tenant(org.id) as uow:  # the pool still serves
         assert (await uow.session.exec(select(func.count()).select_from(Lead))).one() == 0
+
+
+async def test_relationship_loads_stay_in_the_tenant(
+    any_rls_db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    db = any_rls_db
+    org, other = await make_org(db), await make_org(db)
+    owner = await make_user(db, org.id)
+    lead = await make_lead(db, org.id, owner_id=owner.id)
+    their_owner = await make_user(db, other.id)
+    await make_lead(db, other.id, owner_id=their_owner.id)
+    async with db.tenant(org.id) as uow:
+        await uow.notes.create(LeadNoteCreate(lead_id=lead.id, body="first call"))
+        await uow.commit()
+    async with db.tenant(org.id) as uow:
+        orgs = (
+            await uow.session.exec(
+                select(Organization).options(
+                    selectinload(related(Organization.leads)).selectinload(related(Lead.notes)),
+                    selectinload(related(Organization.users)),
+                )
+            )
+        ).all()
+        assert [found.id for found in orgs] == [org.id]
+        assert [found.id for found in orgs[0].leads] == [lead.id]
+        assert [note.body for note in orgs[0].leads[0].notes] == ["first call"]
+        assert [user.id for user in orgs[0].users] == [owner.id]
+        pairs = (
+            await uow.session.exec(
+                select(Lead, User).join(User, col(Lead.owner_id) == col(User.id))
+            )
+        ).all()
+        assert [(found.id, user.id) for found, user in pairs] == [(lead.id, owner.id)]
+        joined = (
+            (await uow.session.exec(select(Lead).options(joinedload(related(Lead.owner)))))
+            .unique()
+            .all()
+        )
+        assert [(found.id, found.owner.id if found.owner else None) for found in joined] == [
+            (lead.id, owner.id)
+        ]
+
+
+async def test_lazy_loads_raise_instead_of_hanging(db: LeadDB) -> None:
+    org = await make_org(db)
+    await make_lead(db, org.id)
+    async with db.tenant(org.id) as uow:
+        lead = (await uow.session.exec(select(Lead))).one()
+        with pytest.raises(InvalidRequestError, match="lazy='raise'"):
+            _ = lead.notes
