@@ -287,25 +287,37 @@ async def test_instances_move_between_repository_and_session(
 
 async def test_cancelled_flush_leaks_nothing(db: LeadDB, pg: asyncpg.Connection) -> None:
     org = await make_org(db)
+    flushing = asyncio.Event()
 
-    async def slow_flush() -> None:
+    async def flush_many() -> None:
         async with db.tenant(org.id) as uow:
-            await uow.execute("SELECT 1")
-            for index in range(200):
+            for index in range(2000):
                 uow.session.add(Lead(email=f"c{index}@example.com", organization_id=org.id))
+            flushing.set()
             await uow.session.flush()
-            await asyncio.sleep(10)
+            await uow.commit()
 
-    task = asyncio.create_task(slow_flush())
-    await asyncio.sleep(0.05)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    # Cancelled at several points inside the flush (its INSERTs and audit rows on the wire).
+    for delay in (0.0, 0.005, 0.02, 0.05):
+        flushing.clear()
+        task = asyncio.create_task(flush_many())
+        await flushing.wait()
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     await asyncio.sleep(0.2)
     assert await idle_in_transaction(pg) == 0
     assert await pg.fetchval("SELECT count(*) FROM leads") == 0
-    async with db.tenant(org.id) as uow:  # the pool still serves
-        assert (await uow.session.exec(select(func.count()).select_from(Lead))).one() == 0
+    assert await pg.fetchval("SELECT count(*) FROM activity_logs WHERE entity_type = 'lead'") == 0
+    for _ in range(12):  # more than the pool holds: every connection came back usable
+        async with db.tenant(org.id) as uow:
+            uow.session.add(
+                Lead(email=f"after-{uuid.uuid4().hex}@example.com", organization_id=org.id)
+            )
+            count = (await uow.session.exec(select(func.count()).select_from(Lead))).one()
+            assert count == 1
+    assert await idle_in_transaction(pg) == 0
 
 
 async def test_relationship_loads_stay_in_the_tenant(
