@@ -272,14 +272,13 @@ def _uow_of(session: sa.orm.Session) -> UnitOfWork:
 
 
 @event.listens_for(UnitSession, "do_orm_execute")
-def _restrict_to_tenant(state: ORMExecuteState) -> None:
+def _restrict_to_tenant(state: ORMExecuteState) -> Any:
     uow = _uow_of(state.session)
     if isinstance(state.statement, TextClause):
         # Text through the session is raw SQL like any other (leaddb.uow.base.connection).
         uow.note_raw_sql()
-        return
-    if state.is_delete:
-        _soften(state)
+        return None
+    softened = state.is_delete and _soften(state)
     tenant = uow.tenant_id
     if (
         tenant is not None
@@ -300,24 +299,111 @@ def _restrict_to_tenant(state: ORMExecuteState) -> None:
             with_loader_criteria(Organization, lambda cls: cls.id == tenant, include_aliases=True),
         )
     if state.is_update or state.is_delete:
-        for mapper in _mappers_of(state):
-            entity = getattr(mapper.class_, "__entity_name__", None)
-            if entity is not None:
-                uow.record_bulk_write(entity)
+        return _keyed_bulk(state, uow, softened=softened)
+    return None
 
 
-def _soften(state: ORMExecuteState) -> None:
+_NOT_AUDITED_COLUMNS = frozenset({"version", "updated_at", "created_at"}) | SECRET_COLUMNS
+
+
+def _keyed_bulk(state: ORMExecuteState, uow: UnitOfWork, *, softened: bool) -> Any:
+    """A bulk ORM UPDATE / DELETE, keyed: the rows it matches are read and locked first, the
+    statement runs on exactly those rows, and each gets its audit row and its cache key, as
+    the repositories' update_many does. Two more round trips than the bare statement."""
+    mapper = state.bind_mapper
+    statement = state.statement
+    cls = None if mapper is None else mapper.class_
+    if (
+        cls is None
+        or not issubclass(cls, EntityModel)
+        or not isinstance(statement, sa.Update | sa.Delete)
+        or not isinstance(state.parameters, dict | None)  # executemany by key: not listed
+    ):
+        if cls is not None and issubclass(cls, EntityModel):
+            uow.record_bulk_write(cls.__entity_name__)
+        return None
+    assert mapper is not None
+    names = [attr.key for attr in mapper.column_attrs]
+    columns = [getattr(cls, name) for name in names]
+    key = getattr(cls, "id")  # noqa: B009 - EntityModel declares no id; every table has one
+    probe = sa.select(*columns).with_for_update()
+    if statement.whereclause is not None:
+        probe = probe.where(statement.whereclause)
+    session = state.session
+    before = {row.id: dict(row._mapping) for row in session.execute(probe, state.parameters)}
+    ids = list(before)
+    result = state.invoke_statement(statement=statement.where(key.in_(ids)))
+    after = (
+        {}
+        if isinstance(statement, sa.Delete)
+        else {
+            row.id: dict(row._mapping)
+            for row in session.execute(sa.select(*columns).where(key.in_(ids)))
+        }
+    )
+    entity = cls.__entity_name__
+    uow.record_write(entity, ids)
+    if entity in UNAUDITED_ENTITIES or not ids:
+        return result
+    rows = []
+    for id_, old in before.items():
+        new = after.get(id_)
+        if new is None:
+            action, changes = "deleted", {"before": _jsonable(old)}
+        else:
+            changed = [n for n in names if n not in _NOT_AUDITED_COLUMNS and old[n] != new[n]]
+            action = "deleted" if softened else "updated"
+            changes = {
+                "before": _jsonable({n: old[n] for n in changed}),
+                "after": _jsonable({n: new[n] for n in changed}),
+            }
+        organization = old.get(TENANT_COLUMN) or id_
+        rows.append(_audit_row(uow, entity, organization, id_, action, changes))
+    session.connection().execute(sa.insert(ActivityLog.__table__), rows)  # type: ignore[attr-defined]
+    return result
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: to_jsonable_python(value)
+        for name, value in values.items()
+        if name not in SECRET_COLUMNS
+    }
+
+
+def _audit_row(
+    uow: UnitOfWork,
+    entity: str,
+    organization: uuid.UUID,
+    entity_id: uuid.UUID,
+    action: str,
+    changes: dict[str, Any],
+) -> dict[str, Any]:
+    """One activity_logs row, in the shape the repositories' statements write."""
+    return {
+        "organization_id": organization,
+        "id": new_id(),
+        "actor_user_id": uow.actor_id,
+        "entity_type": entity,
+        "entity_id": entity_id,
+        "action": action,
+        "changes": changes,
+    }
+
+
+def _soften(state: ORMExecuteState) -> bool:
     """A bulk DELETE of a soft-deletable model stamps ``deleted_at`` instead, as the
     repositories' delete does (rows already deleted keep their stamp)."""
     mapper = state.bind_mapper
     statement = state.statement
     if mapper is None or "deleted_at" not in mapper.columns or not isinstance(statement, sa.Delete):
-        return
+        return False
     deleted_at = mapper.columns["deleted_at"]
     soft = sa.update(mapper.class_).where(deleted_at.is_(None)).values(deleted_at=sa.func.now())
     if statement.whereclause is not None:
         soft = soft.where(statement.whereclause)
     state.statement = soft.execution_options(**statement.get_execution_options())
+    return True
 
 
 @functools.cache
@@ -331,11 +417,6 @@ def _tenant_models() -> tuple[type[TenantMixin], ...]:
         if "__table__" in cls.__dict__ and cls not in found:
             found.append(cls)
     return tuple(found)
-
-
-def _mappers_of(state: ORMExecuteState) -> list[Any]:
-    mapper = state.bind_mapper
-    return [] if mapper is None else [mapper]
 
 
 @event.listens_for(UnitSession, "before_flush")
@@ -396,15 +477,7 @@ def _after_flush(session: sa.orm.Session, flush: UOWTransaction) -> None:
             return
         organization = getattr(obj, TENANT_COLUMN, None) or obj.id  # type: ignore[attr-defined]
         audit.append(
-            {
-                "organization_id": organization,
-                "id": new_id(),
-                "actor_user_id": uow.actor_id,
-                "entity_type": obj.__entity_name__,
-                "entity_id": obj.id,  # type: ignore[attr-defined]
-                "action": action,
-                "changes": changes,
-            }
+            _audit_row(uow, obj.__entity_name__, organization, obj.id, action, changes)  # type: ignore[attr-defined]
         )
 
     for obj in session.new:

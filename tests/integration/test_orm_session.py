@@ -5,6 +5,7 @@ cache like repository writes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,7 +18,7 @@ from sqlmodel import col, delete, select, update
 
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import StaleVersionError, TenantViolationError
-from leaddb.models import Lead, LeadCreate, LeadNoteCreate, LeadUpdate, Organization, User
+from leaddb.models import Lead, LeadCreate, LeadNote, LeadNoteCreate, LeadUpdate, Organization, User
 from leaddb.uow import related
 
 from .factories import idle_in_transaction, make_lead, make_org, make_user
@@ -203,6 +204,34 @@ async def test_orm_bulk_update_invalidates(
     for database in (db, second_db):
         async with database.tenant(org.id) as uow:
             assert await uow.leads.get(lead.id) is None
+    # One audit row per row touched, as the repositories' update_many and delete write them.
+    rows = await audit_rows(pg, lead.id)
+    assert [row["action"] for row in rows] == ["created", "updated", "deleted"]
+    assert json.loads(rows[1]["changes"]) == {
+        "before": {"company": "Before"},
+        "after": {"company": "After"},
+    }
+    assert list(json.loads(rows[2]["changes"])["after"]) == ["deleted_at"]
+    assert [row["action"] for row in await audit_rows(pg, theirs.id)] == ["created"]
+
+
+async def test_orm_bulk_hard_delete_audits_each_row(db: LeadDB, pg: asyncpg.Connection) -> None:
+    org = await make_org(db)
+    lead = await make_lead(db, org.id)
+    async with db.tenant(org.id) as uow:
+        notes = [
+            await uow.notes.create(LeadNoteCreate(lead_id=lead.id, body=f"note {n}"))
+            for n in range(3)
+        ]
+        await uow.commit()
+    async with db.tenant(org.id) as uow:
+        result = await uow.session.exec(delete(LeadNote).where(col(LeadNote.body) != "note 1"))
+        assert result.rowcount == 2
+        await uow.commit()
+    assert await pg.fetchval("SELECT count(*) FROM lead_notes") == 1
+    for note in notes:
+        actions = [row["action"] for row in await audit_rows(pg, note.id)]
+        assert actions == (["created"] if note.body == "note 1" else ["created", "deleted"])
 
 
 async def test_stale_version_through_the_session(db: LeadDB) -> None:
