@@ -3,7 +3,7 @@
 The repositories stay the fast path; this is the full ORM beside them, with their guarantees:
 
 * One transaction. The session runs on the connection the unit of work already holds, through
-  an engine whose pool only borrows it (``_BorrowedPool``) and with ``AUTOCOMMIT`` so that
+  an engine whose pool only borrows it (``BorrowedPool``) and with ``AUTOCOMMIT`` so that
   SQLAlchemy's asyncpg adapter starts no transaction of its own (NOTES.md, "An AsyncSession on
   a unit of work's own asyncpg connection"). What a repository wrote is visible to the session
   and the other way round; ``uow.commit()`` flushes the session and commits both; leaving the
@@ -83,17 +83,28 @@ async def _borrowed_connection() -> Connection:
     return connection
 
 
-class _BorrowedPool(Pool):
+class BorrowedPool(Pool):
     """A pool that owns no connection: it wraps the unit of work's connection in hand, once per
     physical connection (so SQLAlchemy's prepared-statement cache and its on-connect work
-    survive from one unit of work to the next), and never closes it on return."""
+    survive from one unit of work to the next), and never closes it on return.
+
+    Written as SQLAlchemy writes its own pools (NullPool, StaticPool): overriding ``_do_get`` /
+    ``_do_return_conn`` and calling ``_create_connection``; SQLAlchemy offers no public way to
+    lend an engine a connection it does not own. tests/unit/test_orm_session.py fails loudly if
+    an upgrade renames these, and the integration tests count the wrapped connections.
+    """
 
     def __init__(self, creator: Any, **kw: Any) -> None:
         super().__init__(creator, **kw)
         self._entries: dict[int, tuple[Connection, ConnectionPoolEntry]] = {}
 
+    @property
+    def wrapped(self) -> int:
+        """How many physical connections this pool has wrapped (and keeps)."""
+        return len(self._entries)
+
     def status(self) -> str:
-        return f"_BorrowedPool({len(self._entries)} wrapped)"
+        return f"BorrowedPool({self.wrapped} wrapped)"
 
     def _do_get(self) -> ConnectionPoolEntry:
         connection = _handoff.get()
@@ -117,8 +128,8 @@ class _BorrowedPool(Pool):
     def dispose(self) -> None:
         self._entries.clear()
 
-    def recreate(self) -> _BorrowedPool:
-        return _BorrowedPool(
+    def recreate(self) -> BorrowedPool:
+        return BorrowedPool(
             self._creator,
             echo=self.echo,
             reset_on_return=self._reset_on_return,
@@ -144,7 +155,7 @@ def orm_engine(pool: ConnectionPool, settings: LeadDBSettings) -> AsyncEngine:
     engine = create_async_engine(
         settings.sqlalchemy_url(),
         async_creator=_borrowed_connection,
-        poolclass=_BorrowedPool,
+        poolclass=BorrowedPool,
         pool_reset_on_return=None,
         isolation_level="AUTOCOMMIT",
         echo=settings.echo_sql,

@@ -20,6 +20,7 @@ from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import StaleVersionError, TenantViolationError
 from leaddb.models import Lead, LeadCreate, LeadNote, LeadNoteCreate, LeadUpdate, Organization, User
 from leaddb.uow import related
+from leaddb.uow.orm import BorrowedPool, orm_engine
 
 from .factories import idle_in_transaction, make_lead, make_org, make_user
 
@@ -397,3 +398,15 @@ async def test_lazy_loads_raise_instead_of_hanging(db: LeadDB) -> None:
         lead = (await uow.session.exec(select(Lead))).one()
         with pytest.raises(InvalidRequestError, match="lazy='raise'"):
             _ = lead.notes
+
+
+async def test_each_pooled_connection_is_wrapped_once(db: LeadDB) -> None:
+    org = await make_org(db)
+    await make_lead(db, org.id)
+    for _ in range(20):
+        async with db.tenant(org.id) as uow:
+            assert len((await uow.session.exec(select(Lead))).all()) == 1
+    engine = orm_engine(db._pool, db.settings)
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, BorrowedPool)
+    assert 1 <= pool.wrapped <= db.settings.pool_size + db.settings.max_overflow

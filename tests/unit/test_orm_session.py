@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
@@ -46,3 +46,22 @@ def test_versioned_tables_lock_optimistically_and_fetch_server_values() -> None:
     assert sa.inspect(Lead).version_id_col is Lead.__table__.c.version  # type: ignore[attr-defined]
     assert sa.inspect(Lead).eager_defaults is True
     assert sa.inspect(ActivityLog).version_id_col is None
+
+
+def test_the_pool_hooks_leaddb_overrides_still_exist() -> None:
+    # leaddb.uow.orm.BorrowedPool relies on these private hooks of SQLAlchemy's Pool.
+    from sqlalchemy.pool import NullPool, Pool
+
+    for name in ("_do_get", "_do_return_conn", "_create_connection"):
+        assert callable(getattr(Pool, name)), name
+    pool = NullPool(lambda: cast(Any, None))
+    for name in ("_creator", "_reset_on_return", "_dialect"):
+        assert hasattr(pool, name), name
+
+
+def test_the_dialect_hooks_leaddb_replaces_still_exist() -> None:
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    for name in ("setup_asyncpg_json_codec", "setup_asyncpg_jsonb_codec"):
+        assert callable(getattr(PGDialect_asyncpg, name)), name
+    assert PGDialect_asyncpg.supports_native_json_deserialization is True
