@@ -196,7 +196,18 @@ class UnitOfWork:
     async def statement_connection(self) -> Connection:
         """The transaction's connection for leaddb's own statements, which leave the session as
         they found it. Not for raw SQL: the pool trusts a session this handed out to still hold
-        the application role, so raw SQL goes through ``connection()``."""
+        the application role, so raw SQL goes through ``connection()``.
+
+        Changes pending in ``uow.session`` are flushed first (autoflush, as for the session's
+        own queries), so what the session holds is what the repositories read."""
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            await session.flush()
+        return await self.transaction_connection()
+
+    async def transaction_connection(self) -> Connection:
+        """``statement_connection()`` without the session's autoflush (the session's own way
+        to the connection, during its flush)."""
         if self._connection is not None:
             return self._connection
         self.check_open()

@@ -195,7 +195,7 @@ class UnitSession(Session):
         engine: AsyncEngine = self.info["leaddb_engine"]
         # Inside SQLAlchemy's greenlet: the unit of work's connection (acquired and begun now if
         # this is its first statement) is awaited from here.
-        connection = await_only(uow.statement_connection())
+        connection = await_only(uow.transaction_connection())
         token = _handoff.set(connection)
         try:
             bound = engine.sync_engine.connect()

@@ -93,7 +93,7 @@ async def test_repository_and_session_share_the_transaction(
         seen = (await uow.session.exec(select(Lead).where(Lead.id == lead.id))).one()
         assert seen.email == "both@example.com"
         uow.session.add(Lead(email="orm@example.com", organization_id=org.id))
-        await uow.session.flush()
+        # No flush: a repository statement flushes the session first, as its own queries do.
         page = await uow.leads.list()
         assert {item.email for item in page.items} == {"both@example.com", "orm@example.com"}
         # Not committed: the other connection sees nothing yet.
