@@ -23,6 +23,10 @@ from leaddb.uow import related
 from leaddb.uow.orm import BorrowedPool, orm_engine
 
 from .factories import idle_in_transaction, make_lead, make_org, make_user
+from .test_tenant_boundary import (  # noqa: F401 - fixtures, used by name
+    plain_role,
+    plain_settings,
+)
 
 
 @pytest.fixture
@@ -43,21 +47,40 @@ async def audit_rows(pg: asyncpg.Connection, entity_id: uuid.UUID) -> list[async
     )
 
 
-@pytest.fixture(params=["rls-on", "rls-off"])
+@pytest.fixture(params=["superuser, rls on", "superuser, rls off"])
 async def any_rls_db(
     request: pytest.FixtureRequest, settings: LeadDBSettings
 ) -> AsyncIterator[LeadDB]:
-    """The superuser login of the test servers, with row-level security on and off: the ORM's
-    own criteria must keep tenants apart without the policies."""
-    rls = request.param == "rls-on"
+    """Both logins (the test servers' superuser, and a plain member of leaddb_app), and the
+    superuser with row-level security off: the ORM's own criteria must keep tenants apart
+    without the policies."""
+    rls = request.param == "superuser, rls on"
     async with await LeadDB.connect(settings.model_copy(update={"row_level_security": rls})) as db:
+        yield db
+
+
+@pytest.fixture
+async def plain_db(
+    plain_settings: LeadDBSettings,  # noqa: F811 - the fixture imported above
+) -> AsyncIterator[LeadDB]:
+    """The plain login (tests/integration/test_tenant_boundary.py's fixtures, imported above)."""
+    async with await LeadDB.connect(plain_settings) as db:
         yield db
 
 
 async def test_session_queries_see_only_the_tenant(
     any_rls_db: LeadDB, pg: asyncpg.Connection
 ) -> None:
-    db = any_rls_db
+    await _session_queries_see_only_the_tenant(any_rls_db, pg)
+
+
+async def test_session_queries_see_only_the_tenant_plain_login(
+    plain_db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    await _session_queries_see_only_the_tenant(plain_db, pg)
+
+
+async def _session_queries_see_only_the_tenant(db: LeadDB, pg: asyncpg.Connection) -> None:
     org, other = await make_org(db), await make_org(db)
     mine = await make_lead(db, org.id, score=70)
     theirs = await make_lead(db, other.id, score=70)
@@ -350,10 +373,15 @@ async def test_cancelled_flush_leaks_nothing(db: LeadDB, pg: asyncpg.Connection)
     assert await idle_in_transaction(pg) == 0
 
 
-async def test_relationship_loads_stay_in_the_tenant(
-    any_rls_db: LeadDB, pg: asyncpg.Connection
-) -> None:
-    db = any_rls_db
+async def test_relationship_loads_stay_in_the_tenant(any_rls_db: LeadDB) -> None:
+    await _relationship_loads_stay_in_the_tenant(any_rls_db)
+
+
+async def test_relationship_loads_stay_in_the_tenant_plain_login(plain_db: LeadDB) -> None:
+    await _relationship_loads_stay_in_the_tenant(plain_db)
+
+
+async def _relationship_loads_stay_in_the_tenant(db: LeadDB) -> None:
     org, other = await make_org(db), await make_org(db)
     owner = await make_user(db, org.id)
     lead = await make_lead(db, org.id, owner_id=owner.id)
