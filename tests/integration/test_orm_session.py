@@ -17,12 +17,12 @@ from sqlalchemy.orm import aliased, joinedload, selectinload
 from sqlmodel import col, delete, select, update
 
 from leaddb import LeadDB, LeadDBSettings
-from leaddb.errors import StaleVersionError, TenantViolationError
+from leaddb.errors import ConflictError, StaleVersionError, TenantViolationError
 from leaddb.models import Lead, LeadCreate, LeadNote, LeadNoteCreate, LeadUpdate, Organization, User
 from leaddb.uow import related
 from leaddb.uow.orm import BorrowedPool, orm_engine
 
-from .factories import idle_in_transaction, make_lead, make_org, make_user
+from .factories import assert_leaddb_error, idle_in_transaction, make_lead, make_org, make_user
 from .test_tenant_boundary import (  # noqa: F401 - fixtures, used by name
     plain_role,
     plain_settings,
@@ -438,3 +438,13 @@ async def test_each_pooled_connection_is_wrapped_once(db: LeadDB) -> None:
     pool = engine.sync_engine.pool
     assert isinstance(pool, BorrowedPool)
     assert 1 <= pool.wrapped <= db.settings.pool_size + db.settings.max_overflow
+
+
+async def test_driver_errors_come_out_as_leaddb_errors(db: LeadDB) -> None:
+    org = await make_org(db)
+    await make_lead(db, org.id, email="taken@example.com")
+    async with db.tenant(org.id) as uow:
+        uow.session.add(Lead(email="taken@example.com", organization_id=org.id))
+        with pytest.raises(ConflictError) as caught:
+            await uow.session.flush()
+        assert_leaddb_error(caught)
