@@ -294,9 +294,10 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
         self.check_open()
-        if self._session is not None:
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
             try:
-                await self._session.flush()
+                await session.flush()
             except BaseException:
                 await self.rollback()
                 raise

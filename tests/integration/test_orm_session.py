@@ -100,6 +100,11 @@ async def _session_queries_see_only_the_tenant(db: LeadDB, pg: asyncpg.Connectio
         ).all()
         assert [(a.id, b.id) for a, b in pairs] == [(mine.id, mine.id)]
         assert await uow.session.get(Lead, (other.id, theirs.id)) is None
+    # The same statement for the other tenant (one compiled statement, the tenant bound).
+    async with db.tenant(other.id) as uow:
+        seen = (await uow.session.exec(select(Lead).where(Lead.score > 50))).all()
+        assert [lead.id for lead in seen] == [theirs.id]
+    async with db.tenant(org.id) as uow:
         await uow.session.exec(update(Lead).values(company="Mine"))
         await uow.session.exec(delete(Lead).where(col(Lead.score) == 70))
         await uow.commit()
@@ -278,6 +283,12 @@ async def test_another_tenants_row_cannot_be_flushed(db: LeadDB, pg: asyncpg.Con
     theirs = await make_lead(db, other.id)
     async with db.tenant(org.id) as uow:
         assert await uow.session.get(Lead, (other.id, theirs.id)) is None
+    # The same statement for the other tenant (one compiled statement, the tenant bound).
+    async with db.tenant(other.id) as uow:
+        seen = (await uow.session.exec(select(Lead))).all()
+        assert [lead.id for lead in seen] == [theirs.id]
+    async with db.tenant(org.id) as uow:
+        assert (await uow.session.exec(select(Lead))).all() == []
         uow.session.add(Lead(email="x@example.com", organization_id=other.id))
         with pytest.raises(TenantViolationError):
             await uow.session.flush()
