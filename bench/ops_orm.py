@@ -15,6 +15,7 @@ from leaddb.models import Lead
 
 PLAIN = "SQLModel + SQLAlchemy, a session per query"
 SESSION = "leaddb uow.session, a unit of work per query"
+SESSION_WITHOUT_RLS = "leaddb uow.session, row-level security off"
 LIMIT = 50
 
 
@@ -44,6 +45,12 @@ async def session_select(bench: Bench) -> None:
             await uow.commit()
             return rows
 
+    async def through_uow_without_rls(i: int) -> object:
+        async with bench.db_without_rls.tenant(org) as uow:
+            rows = (await uow.session.exec(query())).all()
+            await uow.commit()
+            return rows
+
     plain_ids = [lead.id for lead in await plain(0)]  # type: ignore[attr-defined]
     uow_ids = [lead.id for lead in await through_uow(0)]  # type: ignore[attr-defined]
     bench.facts["orm session check"] = (
@@ -65,6 +72,12 @@ async def session_select(bench: Bench) -> None:
                 SESSION,
                 through_uow,
                 "async with db.tenant(org) as uow: (await uow.session.exec(q)).all(); commit",
+                "leaddb",
+            ),
+            Contender(
+                SESSION_WITHOUT_RLS,
+                through_uow_without_rls,
+                "the same with LEADDB_ROW_LEVEL_SECURITY=false (the ORM's own tenant criteria)",
                 "leaddb",
             ),
         ],

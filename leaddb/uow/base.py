@@ -387,10 +387,11 @@ class UnitOfWork:
     async def _release(self) -> None:
         session, self._session = self._session, None
         if session is not None:
-            # Forgets its instances' states and gives the wrapped connection back (no I/O: the
-            # engine is in AUTOCOMMIT, so SQLAlchemy holds no transaction of its own).
+            # Forgets its instances' states and gives the wrapped connection back. No I/O (the
+            # engine is in AUTOCOMMIT, so SQLAlchemy holds no transaction of its own), hence
+            # nothing a cancellation could interrupt, and no shield to pay for.
             with contextlib.suppress(Exception):
-                await asyncio.shield(session.close())
+                await session.close()
         if self._raw_connection is not None:
             self._raw_connection.detach()
         connection, self._connection = self._connection, None
