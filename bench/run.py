@@ -30,6 +30,7 @@ from bench import (
     later,
     ops_bulk,
     ops_cache,
+    ops_orm,
     ops_reads,
     ops_telemetry,
     ops_writes,
@@ -52,6 +53,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("cache", ops_cache.cache),
     ("rls", ops_cache.row_level_security),
     ("telemetry", ops_telemetry.telemetry_cost),
+    ("orm", ops_orm.session_select),
     # Last: it adds tens of thousands of rows, which the reads above should not see.
     ("create_many", ops_bulk.create_many),
 ]

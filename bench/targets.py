@@ -16,6 +16,7 @@ from bench.ops_cache import (
     RLS_ON,
     UNCACHED_GET,
 )
+from bench.ops_orm import PLAIN, SESSION
 from bench.ops_reads import DEPTH_DEEP, DEPTH_FIRST, LEADDB_IN_UOW, LEADDB_WITHOUT_RLS
 from bench.ops_telemetry import (
     CACHED_NO_EXTRA,
@@ -184,6 +185,12 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
             "update (own uow): signed-context RLS on / off",
             _ratio(results.get("rls_update"), RLS_ON, RLS_OFF),
             1.10,
+        ),
+        Target(
+            21,
+            "uow.session select of 50 / plain SQLModel + SQLAlchemy",
+            _ratio(results.get("orm_select"), SESSION, PLAIN),
+            1.15,
         ),
     ]
     for key, what, never, off, on in (

@@ -81,6 +81,8 @@ class LeadDB:
         embedded: tuple[EmbeddedPostgres | None, EmbeddedRedis | None] = (None, None),
     ) -> None:
         self.settings = settings
+        # Migrations and introspection only: a session of a service's own on it would skip the
+        # tenant, the audit trail and the cache invalidation (use ``uow.session``).
         self.engine = engine
         # Private: a connection borrowed from it would skip everything a unit of work does to
         # keep tenants apart (the signed context, the reset of raw SQL's leftovers).

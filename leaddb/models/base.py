@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Literal, Type
 
 import sqlalchemy as sa
 from pydantic import BeforeValidator, create_model
+from sqlalchemy.orm import declared_attr
 from sqlalchemy.schema import SchemaItem
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Relationship, SQLModel
 
 # SQLModel types model_config as its private SQLModelConfig (pydantic's ConfigDict plus its own
 # keys), and mypy --strict refuses a plain ConfigDict there; no cost involved.
@@ -69,6 +70,7 @@ __all__ = [
     "is_tenant_scoped",
     "is_versioned",
     "metadata",
+    "navigation",
     "new_id",
     "patch_of",
     "table_of",
@@ -121,6 +123,18 @@ class EntityModel(SQLModel):
 
     __entity_name__: ClassVar[str]
 
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        # For the ORM session beside the repositories (leaddb.uow.orm): server-filled columns
+        # come back by RETURNING (an expired attribute would need I/O, which AsyncSession
+        # refuses), and ``version`` is the optimistic lock of every flushed UPDATE / DELETE.
+        # Mapper settings only: no column or constraint changes, so migrations are unaffected.
+        args: dict[str, Any] = {"eager_defaults": True}
+        table = cls.__dict__.get("__table__")
+        if table is not None and "version" in table.c:
+            args["version_id_col"] = table.c.version
+        return args
+
 
 class TenantMixin(EntityModel):
     """``organization_id`` + ``id``; the table's primary key comes from
@@ -162,6 +176,19 @@ class SoftDeleteMixin(SQLModel):
     """Soft delete: a non-NULL ``deleted_at`` hides the row from default queries."""
 
     deleted_at: datetime | None = timestamp_field()
+
+
+def navigation() -> Any:
+    """A relationship to navigate by (``selectinload`` / ``joinedload`` in ``uow.session``).
+
+    ``lazy="raise"``: AsyncSession cannot load on attribute access, so a relationship that was
+    not loaded eagerly raises at once instead of failing with ``MissingGreenlet``.
+    ``viewonly``: rows are linked through their key columns (``lead_id``, ``owner_id``), which the
+    tenant checks of the flush see; the relationships never write, so the ``organization_id``
+    shared by every composite foreign key has one writer. The join conditions come from the
+    composite foreign keys ``(organization_id, x_id)`` (:func:`tenant_fk`).
+    """
+    return Relationship(sa_relationship_kwargs={"lazy": "raise", "viewonly": True})
 
 
 def tenant_table_args(*items: SchemaItem, organization_fk: bool = True) -> tuple[SchemaItem, ...]:

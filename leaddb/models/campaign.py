@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Optional
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime
@@ -24,6 +24,7 @@ from leaddb.models.base import (
     VersionRead,
     as_read,
     fk_index,
+    navigation,
     patch_of,
     tenant_fk,
     tenant_table_args,
@@ -56,6 +57,9 @@ __all__ = [
 
 CampaignDescription = Annotated[str | None, text_field(2000)]
 
+if TYPE_CHECKING:
+    from leaddb.models.lead import Lead
+
 
 class CampaignBase(SQLModel):
     """Fields of a campaign shared by the table and its schemas."""
@@ -78,6 +82,7 @@ class Campaign(
 
     __tablename__ = "campaigns"
     __entity_name__: ClassVar[str] = "campaign"
+    enrollments: list["CampaignLead"] = navigation()
     __table_args__ = tenant_table_args(
         # The owner's campaigns stay when the owner is deleted; only owner_id is cleared.
         tenant_fk("owner_id", "users", on_delete="set_null"),
@@ -121,6 +126,8 @@ class CampaignLead(_EnrolledAt, CreatedAtMixin, CampaignLeadBase, TenantMixin, t
 
     __tablename__ = "campaign_leads"
     __entity_name__: ClassVar[str] = "campaign_lead"
+    lead: Optional["Lead"] = navigation()
+    campaign: Optional["Campaign"] = navigation()
     __table_args__ = tenant_table_args(
         # Enrolments go with their campaign (hard delete only; campaigns are soft-deleted).
         tenant_fk("campaign_id", "campaigns", on_delete="cascade"),

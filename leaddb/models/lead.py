@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import date
-from typing import Annotated, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Optional
 
 import sqlalchemy as sa
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
@@ -23,6 +23,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    navigation,
     patch_of,
     table_of,
     tenant_fk,
@@ -70,6 +71,14 @@ LEADS_FILLFACTOR: Final = 50
 """How full new pages of ``leads`` are filled (percent); see ``Lead.__table_args__``."""
 SEARCH_CONFIG: Final = "simple"
 """Text-search configuration of the lead search: language-neutral, no stemming."""
+
+
+if TYPE_CHECKING:
+    from leaddb.models.communication import Communication
+    from leaddb.models.lead_assignment import LeadAssignment
+    from leaddb.models.lead_note import LeadNote
+    from leaddb.models.scoring import LeadScoreHistory
+    from leaddb.models.user import User
 
 
 def _check_phone_digits(value: str) -> str:
@@ -120,6 +129,11 @@ class Lead(SoftDeleteMixin, VersionMixin, TimestampsMixin, LeadBase, TenantMixin
 
     __tablename__ = "leads"
     __entity_name__: ClassVar[str] = "lead"
+    owner: Optional["User"] = navigation()
+    notes: list["LeadNote"] = navigation()
+    assignments: list["LeadAssignment"] = navigation()
+    score_history: list["LeadScoreHistory"] = navigation()
+    communications: list["Communication"] = navigation()
     __table_args__ = (
         *tenant_table_args(
             # The owner's leads stay when the owner is deleted; only owner_id is cleared.

@@ -1,7 +1,7 @@
 """Organizations: the tenants. The only table without ``organization_id``."""
 
 import uuid
-from typing import Annotated, ClassVar, Final, Self
+from typing import TYPE_CHECKING, Annotated, ClassVar, Final, Self
 
 import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
@@ -17,6 +17,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     as_read,
+    navigation,
     new_id,
     patch_of,
 )
@@ -53,6 +54,12 @@ Slug = Annotated[str, text_field(63, min_length=1, pattern=SLUG_PATTERN)]
 
 TEMPERATURE_SETTINGS_KEY: Final = "lead_temperature"
 """Key of :class:`TemperatureThresholds` inside ``Organization.settings``."""
+
+
+if TYPE_CHECKING:
+    from leaddb.models.campaign import Campaign
+    from leaddb.models.lead import Lead
+    from leaddb.models.user import User
 
 
 class TemperatureThresholds(BaseModel):
@@ -123,6 +130,9 @@ class Organization(VersionMixin, TimestampsMixin, OrganizationBase, _Organizatio
 
     __tablename__ = "organizations"
     __entity_name__: ClassVar[str] = "organization"
+    users: list["User"] = navigation()
+    leads: list["Lead"] = navigation()
+    campaigns: list["Campaign"] = navigation()
     __table_args__ = (
         sa.UniqueConstraint("slug"),
         sa.CheckConstraint(f"slug ~ '{SLUG_PATTERN}'", name="slug_format"),

@@ -1,7 +1,7 @@
 """n8n workflows: the templates an organization automates with, and their runs."""
 
 import uuid
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Optional
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime
@@ -20,6 +20,7 @@ from leaddb.models.base import (
     VersionMixin,
     VersionRead,
     fk_index,
+    navigation,
     patch_of,
     tenant_fk,
     tenant_table_args,
@@ -72,6 +73,7 @@ class Workflow(VersionMixin, TimestampsMixin, WorkflowBase, TenantMixin, table=T
 
     __tablename__ = "workflows"
     __entity_name__: ClassVar[str] = "workflow"
+    executions: list["WorkflowExecution"] = navigation()
     __table_args__ = tenant_table_args(
         # Which workflows does this event start?
         sa.Index(None, "organization_id", "trigger", "is_active"),
@@ -112,6 +114,7 @@ class WorkflowExecution(CreatedAtMixin, WorkflowExecutionBase, TenantMixin, tabl
 
     __tablename__ = "workflow_executions"
     __entity_name__: ClassVar[str] = "workflow_execution"
+    workflow: Optional["Workflow"] = navigation()
     __table_args__ = tenant_table_args(
         # A workflow's run history goes with the workflow.
         tenant_fk("workflow_id", "workflows", on_delete="cascade"),

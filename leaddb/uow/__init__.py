@@ -5,6 +5,7 @@ tenant and platform units of work a service opens through ``LeadDB``.
 """
 
 from leaddb.uow.base import UnitOfWork
+from leaddb.uow.orm import related
 from leaddb.uow.units import PlatformUnitOfWork, TenantUnitOfWork
 
-__all__ = ["PlatformUnitOfWork", "TenantUnitOfWork", "UnitOfWork"]
+__all__ = ["PlatformUnitOfWork", "TenantUnitOfWork", "UnitOfWork", "related"]

@@ -36,6 +36,7 @@ from leaddb.errors import (
 
 if TYPE_CHECKING:
     from asyncpg import Record
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
     from leaddb.cache.unit import UnitCache
     from leaddb.connections.pool import ConnectionPool
@@ -109,6 +110,7 @@ class UnitOfWork:
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self.cache: UnitCache | None = db.cache_unit()
         self._trace: telemetry.UnitTrace | None = None
+        self._session: AsyncSession | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -171,6 +173,25 @@ class UnitOfWork:
         if self._closed:
             raise UnitOfWorkClosedError("this unit of work has been committed or rolled back")
 
+    @property
+    def session(self) -> AsyncSession:
+        """SQLModel's AsyncSession on this unit of work's transaction (leaddb.uow.orm): the
+        tenant applies to every statement, flushed writes are audited and invalidate the cache
+        like repository writes, and ``commit()`` flushes it first. Created on first use."""
+        if self._session is None:
+            self.check_open()
+            from leaddb.uow.orm import open_session
+
+            self._session = open_session(self, self._pool, self._db.settings)
+        return self._session
+
+    def note_raw_sql(self) -> None:
+        """Mark the unit of work untrusted, as ``connection()`` does (raw SQL ran)."""
+        if not self._raw:
+            self._raw = True
+            if self._connection is not None:
+                self._db.session_roles.forget(self._connection)
+
     async def connection(self) -> Connection:
         """The transaction's connection, for raw SQL; acquired and begun on first use.
 
@@ -181,9 +202,7 @@ class UnitOfWork:
         before anyone else gets the connection.
         """
         connection = await self.statement_connection()
-        if not self._raw:
-            self._raw = True
-            self._db.session_roles.forget(connection)
+        self.note_raw_sql()
         if self._raw_connection is None:
             self._raw_connection = RawConnection(connection, lambda: not self._closed)
         # Typed as the asyncpg connection it stands for: every call is passed on, checked.
@@ -192,7 +211,18 @@ class UnitOfWork:
     async def statement_connection(self) -> Connection:
         """The transaction's connection for leaddb's own statements, which leave the session as
         they found it. Not for raw SQL: the pool trusts a session this handed out to still hold
-        the application role, so raw SQL goes through ``connection()``."""
+        the application role, so raw SQL goes through ``connection()``.
+
+        Changes pending in ``uow.session`` are flushed first (autoflush, as for the session's
+        own queries), so what the session holds is what the repositories read."""
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            await session.flush()
+        return await self.transaction_connection()
+
+    async def transaction_connection(self) -> Connection:
+        """``statement_connection()`` without the session's autoflush (the session's own way
+        to the connection, during its flush)."""
         if self._connection is not None:
             return self._connection
         self.check_open()
@@ -210,6 +240,8 @@ class UnitOfWork:
                     else connection.execute(sql)
                 )
                 self._begun = True
+                if self._raw:  # text the ORM session sent before its first statement
+                    self._db.session_roles.forget(connection)
             except Exception as error:
                 failure = mapped(error)
                 if attempt < FRESH_CONNECTION_ATTEMPTS and isinstance(
@@ -284,6 +316,13 @@ class UnitOfWork:
         self.check_open()
         if self._trace is not None:
             self._trace.outcome = "committing"
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            try:
+                await session.flush()
+            except BaseException:
+                await self.rollback()
+                raise
         connection = self._connection
         # Whether the transaction may have committed. A COMMIT whose answer never arrived (the
         # caller cancelled, the connection dropped) may well have, so only the server's own
@@ -374,6 +413,13 @@ class UnitOfWork:
         )
 
     async def _release(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            # Forgets its instances' states and gives the wrapped connection back. No I/O (the
+            # engine is in AUTOCOMMIT, so SQLAlchemy holds no transaction of its own), hence
+            # nothing a cancellation could interrupt, and no shield to pay for.
+            with contextlib.suppress(Exception):
+                await session.close()
         if self._raw_connection is not None:
             self._raw_connection.detach()
         connection, self._connection = self._connection, None

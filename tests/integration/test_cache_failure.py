@@ -223,17 +223,18 @@ async def test_a_dead_redis_costs_about_as_much_as_no_cache_and_warns_once(
             await read(db, org.id, lead.id)
         return time.perf_counter() - started
 
-    started = time.perf_counter()
     await read(fragile, org.id, lead.id)  # the first call finds out, within a socket timeout
-    assert time.perf_counter() - started < 1.0
+    tried_before = fragile.cache.stats().errors
     down = await timed(fragile)
     stats = fragile.cache.stats()
     async with await LeadDB.connect(settings.model_copy(update={"cache_enabled": False})) as bare:
         await read(bare, org.id, lead.id)
         uncached = await timed(bare)
+    # For the reader (the bench measures cost; a test on a shared machine only counts).
     print(f"\n200 gets: redis down {down * 1000:.0f} ms, cache disabled {uncached * 1000:.0f} ms")
-    assert down < 3 * uncached
-    assert stats.errors >= 1
+    # What keeps a dead Redis cheap: the breaker lets almost none of the 200 reads try it.
+    assert tried_before >= 1
+    assert stats.errors - tried_before <= 3
     assert stats.breaker_open
     assert stats.enabled
     assert len(outage_warnings(caplog)) == 1
