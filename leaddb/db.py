@@ -26,6 +26,7 @@ from leaddb import migrate as migrations
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
+from leaddb.connections.pooler import SEARCH_PATH
 from leaddb.connections.redis_transport import cache_transport
 from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
@@ -300,21 +301,33 @@ class LeadDB:
 def create_engine(settings: LeadDBSettings) -> AsyncEngine:
     """The SQLAlchemy engine (migrations, Alembic, introspection), configured from settings."""
     server_settings = {"application_name": "leaddb"}
-    if settings.statement_timeout_seconds:
+    connect_args: dict[str, Any] = {"timeout": settings.connect_timeout_seconds}
+    url = settings.sqlalchemy_url()
+    if settings.transaction_pooler:
+        # SQLAlchemy's asyncpg dialect prepares named statements of its own: unique names keep
+        # two clients of one server connection apart, and no cache means none is used again
+        # (SQLAlchemy's documented recipe for PgBouncer). No startup settings: PgBouncer
+        # refuses those it does not track.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    elif settings.statement_timeout_seconds:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
+    connect_args["server_settings"] = server_settings
     # Migrations and introspection only: the data path has its own asyncpg pool, so this
     # engine keeps no idle connections.
     return create_async_engine(
-        settings.sqlalchemy_url(),
+        url,
         poolclass=NullPool,
         echo=settings.echo_sql,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
-        connect_args={
-            "timeout": settings.connect_timeout_seconds,
-            "server_settings": server_settings,
-        },
+        connect_args=connect_args,
     )
+
+
+def _unique_statement_name() -> str:
+    return f"__leaddb_{uuid.uuid4().hex}__"
 
 
 def _jsonb_encode(value: Any) -> bytes:
@@ -343,22 +356,27 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
     dsn = url.render_as_string(hide_password=False)
-    server_settings = {
-        "application_name": "leaddb",
+    server_settings = {"application_name": "leaddb"}
+    pooled = settings.transaction_pooler
+    # Behind a transaction pooler these go into every BEGIN instead (leaddb.connections.pooler).
+    if not pooled:
         # Temporary tables last: pg_temp is otherwise searched first, and a temporary table
         # named like one of leaddb's would take its place in leaddb's own statements.
-        "search_path": SEARCH_PATH,
-    }
-    if settings.statement_timeout_seconds:
-        server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
+        server_settings["search_path"] = SEARCH_PATH
+        if settings.statement_timeout_seconds:
+            timeout_ms = int(settings.statement_timeout_seconds * 1000)
+            server_settings["statement_timeout"] = str(timeout_ms)
+    options: dict[str, Any] = {"server_settings": server_settings}
+    if pooled:
+        options["statement_cache_size"] = 0
 
     async def connect() -> asyncpg.Connection[Record]:
-        connection = await asyncpg.connect(
-            dsn, timeout=settings.connect_timeout_seconds, server_settings=server_settings
+        connection: asyncpg.Connection[Record] = await asyncpg.connect(
+            dsn, timeout=settings.connect_timeout_seconds, **options
         )
         try:
             await _init_connection(connection)
-            if settings.row_level_security:
+            if settings.row_level_security and not pooled:
                 await roles.assume(connection)
         except BaseException:
             connection.terminate()
@@ -379,8 +397,6 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
         raise
     return pool
 
-
-SEARCH_PATH = '"$user", public, pg_temp'
 
 _ACTIVE_MEMBER = (
     "SELECT u.is_active AND o.is_active FROM users u "

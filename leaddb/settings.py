@@ -92,6 +92,12 @@ class LeadDBSettings(BaseSettings):
         "and cache invalidations that Redis missed (0: only after this process saw Redis "
         "fail). Bounds how long another process's lost invalidation can go unapplied.",
     )
+    transaction_pooler: bool = Field(
+        default=False,
+        description="True when database_url points at a transaction pooler (PgBouncer or pgcat "
+        "in pool_mode=transaction): no statement cache, no startup settings, the role, "
+        "search_path and timeout set in every transaction (leaddb.connections.pooler).",
+    )
     echo_sql: bool = False
     bulk_pauses_gc: bool = Field(
         default=False,

@@ -28,6 +28,9 @@ from leaddb import migrate as migrations
 from leaddb.db import create_engine
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
 
+# The scale-out suite starts servers of its own (tests/scale, `nox -s scale`): only there.
+collect_ignore = [] if os.environ.get("LEADDB_SCALE") == "1" else ["scale"]
+
 
 @dataclass
 class TestServers:

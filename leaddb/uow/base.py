@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol, Self, cast
 import asyncpg
 
 from leaddb.connections.driver_errors import mapped
+from leaddb.connections.pooler import SCRUB, transaction_settings
 from leaddb.connections.raw import RawConnection
 from leaddb.connections.retry import FRESH_CONNECTION_ATTEMPTS
 from leaddb.connections.session_role import APP_ROLE
@@ -249,6 +250,10 @@ class UnitOfWork:
             if self._db.assumes_app_role and not self._db.session_roles.holds(connection)
             else ""
         )
+        settings = self._db.settings
+        if settings.transaction_pooler:
+            # No session to keep them in (leaddb.connections.pooler).
+            role += transaction_settings(int(settings.statement_timeout_seconds * 1000))
         signer = self._db.signer
         # Signed (leaddb.tenant_context): the policies trust no value that SQL can make up.
         # Both are hex digits, dashes and a dot: nothing to escape. SET LOCAL rather than
@@ -271,6 +276,8 @@ class UnitOfWork:
             if connection is not None:
                 if self._raw and self.cache is not None:
                     await self._invalidate_after_raw_sql(connection)
+                if self._raw and self.settings.transaction_pooler:
+                    await self._scrub_before_commit(connection)
                 try:
                     status = await connection.execute("COMMIT")
                 except asyncpg.PostgresError as error:
@@ -320,6 +327,19 @@ class UnitOfWork:
         except Exception as error:
             raise mapped(error) from error
         self._wiped_tenants.update(row[0] for row in rows)
+
+    async def _scrub_before_commit(self, connection: Connection) -> None:
+        """Behind a transaction pooler, clear what raw SQL left on the session while the
+        transaction still holds its server connection, then set the context again for the
+        commit's own deferred work (leaddb.connections.pooler)."""
+        if not connection.is_in_transaction():
+            return  # the raw SQL ended the transaction itself: the session is out of reach
+        try:
+            await connection.execute(
+                f"{SCRUB}; {self._begin_sql(connection).removeprefix('BEGIN; ')}"
+            )
+        except Exception as error:
+            raise mapped(error) from error
 
     def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
         """Run ``action`` once the transaction has committed (never after a rollback)."""
@@ -378,9 +398,14 @@ class UnitOfWork:
         # is closed instead, so no one ever gets one with a transaction open or a role shed;
         # the pool then frees its slot.
         try:
-            if not connection.is_closed() and connection.is_in_transaction():
+            if self._raw and self.settings.transaction_pooler:
+                # One message, so the pooler keeps the same server connection for the scrub:
+                # a later one could reach any other (leaddb.connections.pooler).
+                if not connection.is_closed():
+                    await connection.execute(f"ROLLBACK; {SCRUB}")
+            elif not connection.is_closed() and connection.is_in_transaction():
                 await connection.execute("ROLLBACK")
-            if self._raw and not connection.is_closed():
+            if self._raw and not self.settings.transaction_pooler and not connection.is_closed():
                 await self._db.session_roles.reset(connection, assume=self._db.assumes_app_role)
         except Exception:
             with contextlib.suppress(Exception):
