@@ -28,6 +28,7 @@ from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
 from leaddb.connections.pooler import SEARCH_PATH
 from leaddb.connections.redis_transport import cache_transport
+from leaddb.connections.replicas import Replica, ReplicaRouter
 from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.connections.tenant_context import ContextSigner
@@ -78,6 +79,7 @@ class LeadDB:
         info: ServerInfo,
         *,
         roles: SessionRoles | None = None,
+        router: ReplicaRouter | None = None,
         embedded: tuple[EmbeddedPostgres | None, EmbeddedRedis | None] = (None, None),
     ) -> None:
         self.settings = settings
@@ -103,14 +105,30 @@ class LeadDB:
         )
         self.assumes_app_role = False
         self.session_roles = roles or SessionRoles()
+        self._router = router
         self._embedded = embedded
         self._closed = False
 
     def tenant(
-        self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
+        self,
+        organization_id: uuid.UUID,
+        *,
+        actor: uuid.UUID | None = None,
+        read_only: bool = False,
     ) -> TenantUnitOfWork:
-        """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail."""
-        return TenantUnitOfWork(self, self._pool, organization_id, actor_id=actor)
+        """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail.
+
+        ``read_only``: ``BEGIN READ ONLY`` (a write raises ReadOnlyError), on a replica that has
+        replayed the tenant's last commit when ``replica_urls`` names one, else on the primary.
+        """
+        return TenantUnitOfWork(
+            self,
+            self._pool,
+            organization_id,
+            actor_id=actor,
+            read_only=read_only,
+            router=self._router,
+        )
 
     async def run_in_tenant(
         self,
@@ -138,9 +156,14 @@ class LeadDB:
                 await asyncio.sleep(TRANSACTION_CONFLICT.delay(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:
-        """A unit of work for organizations (and cross-tenant user lookup for login)."""
-        return PlatformUnitOfWork(self, self._pool, actor_id=actor)
+    def platform(
+        self, *, actor: uuid.UUID | None = None, read_only: bool = False
+    ) -> PlatformUnitOfWork:
+        """A unit of work for organizations (and cross-tenant user lookup for login);
+        ``read_only`` as for ``tenant()``."""
+        return PlatformUnitOfWork(
+            self, self._pool, actor_id=actor, read_only=read_only, router=self._router
+        )
 
     def cache_unit(self) -> UnitCache | None:
         """The cache's share of a new unit of work (None when the cache is off)."""
@@ -183,6 +206,17 @@ class LeadDB:
             raise
         redis = create_redis(settings)
         redis_version = await _check_redis(redis, settings)
+        router = None
+        if settings.replica_urls is not None:
+            router = ReplicaRouter(
+                [
+                    Replica(masked_url(dsn), create_replica_pool(settings, roles, dsn))
+                    for dsn in settings.replica_dsns()
+                ],
+                cache_transport(settings),
+                poll_seconds=settings.replica_poll_ms / 1000,
+                retry_seconds=settings.replica_retry_seconds,
+            )
         info = ServerInfo(
             database_url=masked_url(settings.sqlalchemy_url().render_as_string(False)),
             postgres_version=postgres_version,
@@ -191,7 +225,14 @@ class LeadDB:
             embedded=embedded_pg is not None or embedded_redis is not None,
         )
         db = cls(
-            settings, engine, pool, redis, info, roles=roles, embedded=(embedded_pg, embedded_redis)
+            settings,
+            engine,
+            pool,
+            redis,
+            info,
+            roles=roles,
+            router=router,
+            embedded=(embedded_pg, embedded_redis),
         )
         try:
             await db._check_app_role()
@@ -282,6 +323,8 @@ class LeadDB:
         self._closed = True
         await self.pending.stop()
         await self._pool.close()
+        if self._router is not None:
+            await self._router.close()
         await self.engine.dispose()
         await self.cache.redis.close()
         await self.redis.aclose()
@@ -355,7 +398,38 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
     directly (see leaddb.sql.compile for why).
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
-    dsn = url.render_as_string(hide_password=False)
+    pool = ConnectionPool(
+        _connector(settings, roles, url.render_as_string(hide_password=False)),
+        min_size=1,
+        max_size=settings.pool_size + settings.max_overflow,
+    )
+    try:
+        await pool.open()
+    except (asyncpg.PostgresError, OSError, TimeoutError) as error:
+        pool.terminate()
+        raise ConnectionFailedError(
+            f"cannot connect to PostgreSQL at {masked_url(url.render_as_string(False))} "
+            f"(LEADDB_DATABASE_URL): {_describe(error)}"
+        ) from None
+    except BaseException:
+        pool.terminate()
+        raise
+    return pool
+
+
+def create_replica_pool(settings: LeadDBSettings, roles: SessionRoles, dsn: str) -> ConnectionPool:
+    """A replica's pool: opens nothing until asked, so a replica down at start is only
+    skipped (leaddb.connections.replicas)."""
+    return ConnectionPool(
+        _connector(settings, roles, dsn),
+        min_size=0,
+        max_size=settings.pool_size + settings.max_overflow,
+    )
+
+
+def _connector(
+    settings: LeadDBSettings, roles: SessionRoles, dsn: str
+) -> Callable[[], Awaitable[asyncpg.Connection[Record]]]:
     server_settings = {"application_name": "leaddb"}
     pooled = settings.transaction_pooler
     # Behind a transaction pooler these go into every BEGIN instead (leaddb.connections.pooler).
@@ -383,19 +457,7 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
             raise
         return connection
 
-    pool = ConnectionPool(connect, min_size=1, max_size=settings.pool_size + settings.max_overflow)
-    try:
-        await pool.open()
-    except (asyncpg.PostgresError, OSError, TimeoutError) as error:
-        pool.terminate()
-        raise ConnectionFailedError(
-            f"cannot connect to PostgreSQL at {masked_url(url.render_as_string(False))} "
-            f"(LEADDB_DATABASE_URL): {_describe(error)}"
-        ) from None
-    except BaseException:
-        pool.terminate()
-        raise
-    return pool
+    return connect
 
 
 _ACTIVE_MEMBER = (

@@ -92,6 +92,17 @@ class LeadDBSettings(BaseSettings):
         "and cache invalidations that Redis missed (0: only after this process saw Redis "
         "fail). Bounds how long another process's lost invalidation can go unapplied.",
     )
+    replica_urls: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated postgresql:// URLs of streaming replicas: read-only units "
+        "of work run there once the replica has replayed their tenant's last commit.",
+    )
+    replica_poll_ms: Annotated[int, Field(ge=1, le=60_000)] = Field(
+        default=100,
+        description="At most how often a replica is asked how far it has replayed (off the "
+        "read path: routing never waits for the answer).",
+    )
+    replica_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
     transaction_pooler: bool = Field(
         default=False,
         description="True when database_url points at a transaction pooler (PgBouncer or pgcat "
@@ -119,6 +130,30 @@ class LeadDBSettings(BaseSettings):
         if not url.database:
             raise ValueError(f"{_env_name('database_url')} names no database")
         return value
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _check_replica_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for raw in value.get_secret_value().split(","):
+            url = _parse_url(raw, "replica_urls")
+            if url.drivername not in _POSTGRES_SCHEMES or not url.database:
+                raise ValueError(
+                    f"{_env_name('replica_urls')} must list postgresql:// URLs naming a database"
+                )
+        return value
+
+    def replica_dsns(self) -> list[str]:
+        """Each replica's URL for asyncpg (password included)."""
+        if self.replica_urls is None:
+            return []
+        return [
+            _parse_url(raw, "replica_urls")
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+            for raw in self.replica_urls.get_secret_value().split(",")
+        ]
 
     @field_validator("redis_url")
     @classmethod

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from leaddb.cache.unit import UnitCache
     from leaddb.connections.pool import ConnectionPool
+    from leaddb.connections.replicas import ReplicaRouter
     from leaddb.connections.session_role import SessionRoles
     from leaddb.connections.tenant_context import ContextSigner
     from leaddb.repositories.pagination import CursorCodec
@@ -90,8 +91,15 @@ class UnitOfWork:
         *,
         tenant_id: uuid.UUID | None,
         actor_id: uuid.UUID | None,
+        read_only: bool = False,
+        router: ReplicaRouter | None = None,
     ) -> None:
         self._db = db
+        self.read_only = read_only
+        # Read-only units of work may run on a replica (leaddb.connections.replicas); those
+        # that write record the primary's position for them.
+        self._router = router
+        self._primary = pool
         # Handed in, not reached through the facade: the pool is not public (a connection
         # borrowed from it would skip the tenant context and the reset of raw SQL's leftovers).
         self._pool = pool
@@ -184,8 +192,19 @@ class UnitOfWork:
         self.check_open()
         # A pooled connection may have died since it was last used (the server restarted);
         # nothing has happened in this unit of work yet, so one fresh connection is safe to try.
+        router = self._router
+        if self.read_only and router is not None:
+            # The Redis GET of the tenant's position; PostgreSQL is not asked.
+            self._pool = await router.pool_for(self.tenant_id) or self._primary
         for attempt in range(1, FRESH_CONNECTION_ATTEMPTS + 1):
-            connection = await self._acquire()
+            try:
+                connection = await self._acquire()
+            except ConnectionFailedError:
+                if self._pool is self._primary or router is None:
+                    raise
+                router.failed(self._pool)  # a replica down: the primary serves, at once
+                self._pool = self._primary
+                connection = await self._acquire()
             # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
             self._connection = connection
             try:
@@ -198,6 +217,9 @@ class UnitOfWork:
                 ):
                     self._connection = None
                     await self._return_to_pool(connection)
+                    if self._pool is not self._primary and router is not None:
+                        router.failed(self._pool)
+                        self._pool = self._primary
                     continue
                 raise failure from error
             return connection
@@ -258,11 +280,12 @@ class UnitOfWork:
         # Signed (leaddb.tenant_context): the policies trust no value that SQL can make up.
         # Both are hex digits, dashes and a dot: nothing to escape. SET LOCAL rather than
         # SELECT set_config(): a utility command, no plan and no row.
+        begin = "BEGIN READ ONLY" if self.read_only else "BEGIN"
         if self.tenant_id is not None:
             context = str(self.tenant_id) if signer is None else signer.tenant(self.tenant_id)
-            return f"BEGIN; {role}SET LOCAL leaddb.tenant = '{context}'"
+            return f"{begin}; {role}SET LOCAL leaddb.tenant = '{context}'"
         platform = "" if signer is None else signer.platform
-        return f"BEGIN; {role}SET LOCAL leaddb.platform = '{platform}'"
+        return f"{begin}; {role}SET LOCAL leaddb.platform = '{platform}'"
 
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
@@ -296,6 +319,8 @@ class UnitOfWork:
                         "the transaction was rolled back because one of its statements failed; "
                         "nothing was committed"
                     )
+                if self._router is not None and self.has_written:
+                    await self._record_position(connection, self._router)
         finally:
             self._closed = True
             if maybe_committed and self.cache is not None and self._cached_rows_changed():
@@ -328,6 +353,19 @@ class UnitOfWork:
             raise mapped(error) from error
         self._wiped_tenants.update(row[0] for row in rows)
 
+    async def _record_position(self, connection: Connection, router: ReplicaRouter) -> None:
+        """After COMMIT, before the cache's invalidation: the WAL position read-only units of
+        work must find replayed (leaddb.connections.replicas). One more round trip, on a
+        connection no longer in a transaction, so the position is past the commit's record."""
+        try:
+            position = await connection.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+        except Exception as error:
+            # Committed all the same; without the position, readers of this tenant may read a
+            # replica that lacks the commit, so the failure is not kept quiet.
+            logger.warning("committed, but the WAL position was not read: %s", error)
+            return
+        await router.record(self.tenant_id, position)
+
     async def _scrub_before_commit(self, connection: Connection) -> None:
         """Behind a transaction pooler, clear what raw SQL left on the session while the
         transaction still holds its server connection, then set the context again for the
@@ -335,9 +373,7 @@ class UnitOfWork:
         if not connection.is_in_transaction():
             return  # the raw SQL ended the transaction itself: the session is out of reach
         try:
-            await connection.execute(
-                f"{SCRUB}; {self._begin_sql(connection).removeprefix('BEGIN; ')}"
-            )
+            await connection.execute(f"{SCRUB}; {self._begin_sql(connection).split('; ', 1)[1]}")
         except Exception as error:
             raise mapped(error) from error
 

@@ -6,18 +6,23 @@ Redis is the run's (LEADDB_TEST_REDIS_URL, else the embedded one of tests/confte
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from conftest import TestServers, run_settings
+from conftest import run_settings
 
 from leaddb import LeadDB, LeadDBSettings
 from leaddb import migrate as migrations
 from leaddb.db import create_engine
 
 from . import postgres_topology
-from .postgres_topology import PostgresTopology
+
+if TYPE_CHECKING:
+    from conftest import TestServers
+
+    from .postgres_topology import PostgresTopology
 
 
 @pytest.fixture(scope="session")
