@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +30,12 @@ from leaddb.connections.pool import ConnectionPool
 from leaddb.connections.pooler import SEARCH_PATH
 from leaddb.connections.redis_transport import cache_transport
 from leaddb.connections.replicas import Replica, ReplicaRouter
-from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
+from leaddb.connections.retry import (
+    FAILOVER,
+    FAILOVER_SECONDS,
+    TRANSACTION_ATTEMPTS,
+    TRANSACTION_CONFLICT,
+)
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.connections.tenant_context import ContextSigner
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
@@ -139,22 +145,33 @@ class LeadDB:
         attempts: int = TRANSACTION_ATTEMPTS,
     ) -> T:
         """Run ``work`` in a new tenant unit of work and commit it, retrying the whole unit of
-        work when PostgreSQL reports a serialization failure or a deadlock (RetryableError).
+        work when PostgreSQL reports a serialization failure or a deadlock (RetryableError), and
+        when its connection failed before its COMMIT was sent (ConnectionFailedError: a
+        failover, for up to 30 s while a standby is promoted).
 
         ``work`` must be safe to run again: it gets a fresh unit of work each time, and nothing
-        of a failed attempt was committed.
+        of a failed attempt was committed. A connection lost after COMMIT was sent is raised:
+        that commit may have happened.
         """
-        for attempt in range(1, attempts + 1):
+        attempt = failures = 0
+        started = time.monotonic()
+        while True:
+            uow = self.tenant(organization_id, actor=actor)
             try:
-                async with self.tenant(organization_id, actor=actor) as uow:
+                async with uow:
                     result = await work(uow)
                     await uow.commit()
                     return result
             except RetryableError:
-                if attempt == attempts:
+                attempt += 1
+                if attempt >= attempts:
                     raise
                 await asyncio.sleep(TRANSACTION_CONFLICT.delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+            except ConnectionFailedError:
+                failures += 1
+                if uow.commit_sent or time.monotonic() - started > FAILOVER_SECONDS:
+                    raise
+                await asyncio.sleep(FAILOVER.delay(failures))
 
     def platform(
         self, *, actor: uuid.UUID | None = None, read_only: bool = False
@@ -399,7 +416,7 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
     pool = ConnectionPool(
-        _connector(settings, roles, url.render_as_string(hide_password=False)),
+        _connector(settings, roles, settings.asyncpg_dsn()),
         min_size=1,
         max_size=settings.pool_size + settings.max_overflow,
     )

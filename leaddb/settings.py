@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -149,9 +150,7 @@ class LeadDBSettings(BaseSettings):
         if self.replica_urls is None:
             return []
         return [
-            _parse_url(raw, "replica_urls")
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
+            _asyncpg_dsn(_parse_url(raw, "replica_urls"))
             for raw in self.replica_urls.get_secret_value().split(",")
         ]
 
@@ -206,6 +205,11 @@ class LeadDBSettings(BaseSettings):
         url = _parse_url(self.database_url.get_secret_value(), "database_url")
         return url.set(drivername="postgresql+asyncpg")
 
+    def asyncpg_dsn(self) -> str:
+        """The database URL for asyncpg (password included), several hosts as ``h1:p1,h2:p2``:
+        asyncpg reads a port per host only in that form."""
+        return _asyncpg_dsn(self.sqlalchemy_url())
+
     def redis_url_value(self) -> str:
         """The Redis URL as a plain string, for redis-py."""
         if self.redis_url is None:
@@ -214,16 +218,42 @@ class LeadDBSettings(BaseSettings):
 
 
 def _parse_url(raw: str, field: str) -> URL:
+    raw = _hosts_as_query(raw.strip())
     try:
-        return make_url(raw.strip())
+        return make_url(raw)
     except ArgumentError:
         raise ValueError(f"{_env_name(field)} is not a valid URL") from None
+
+
+def _asyncpg_dsn(url: URL) -> str:
+    url = url.set(drivername="postgresql")
+    hosts = url.query.get("host")
+    if not isinstance(hosts, tuple) or len(hosts) < 2:
+        return url.render_as_string(hide_password=False)
+    parts = urlsplit(url.difference_update_query(["host"]).render_as_string(hide_password=False))
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}{at}{','.join(hosts)}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _hosts_as_query(raw: str) -> str:
+    """``postgresql://u@h1:p1,h2:p2/db?...`` (libpq's and asyncpg's multi-host form, which
+    SQLAlchemy's URL parser refuses) as ``postgresql://u@/db?host=h1:p1&host=h2:p2&...``
+    (SQLAlchemy's, which asyncpg takes too)."""
+    parts = urlsplit(raw)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return raw
+    query = "&".join(f"host={host}" for host in hosts.split(",") if host)
+    if parts.query:
+        query += "&" + parts.query
+    return urlunsplit((parts.scheme, f"{userinfo}{at}", parts.path, query, parts.fragment))
 
 
 def masked_url(raw: str) -> str:
     """A URL with its password replaced, safe to print."""
     try:
-        return make_url(raw).render_as_string(hide_password=True)
+        return make_url(_hosts_as_query(raw)).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
 

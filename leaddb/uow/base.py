@@ -110,6 +110,8 @@ class UnitOfWork:
         self._raw = False  # whether the connection was handed out for raw SQL
         self._raw_connection: RawConnection | None = None
         self._closed = False
+        self.commit_sent = False
+        """Whether COMMIT was sent: after a failure, it may have committed (never retried)."""
         self._written: dict[str, set[uuid.UUID]] = {}
         self._created: dict[str, set[uuid.UUID]] = {}
         self._bulk_written: set[str] = set()
@@ -212,6 +214,9 @@ class UnitOfWork:
                 self._begun = True
             except Exception as error:
                 failure = mapped(error)
+                if isinstance(failure, ConnectionFailedError):
+                    # Its idle siblings most likely lost the same server: none is tried again.
+                    self._pool.drop_idle()
                 if attempt < FRESH_CONNECTION_ATTEMPTS and isinstance(
                     failure, ConnectionFailedError
                 ):
@@ -301,6 +306,7 @@ class UnitOfWork:
                     await self._invalidate_after_raw_sql(connection)
                 if self._raw and self.settings.transaction_pooler:
                     await self._scrub_before_commit(connection)
+                self.commit_sent = True
                 try:
                     status = await connection.execute("COMMIT")
                 except asyncpg.PostgresError as error:
