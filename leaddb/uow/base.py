@@ -118,6 +118,10 @@ class UnitOfWork:
         self._wiped_tenants: set[uuid.UUID] = set()
         self._after_commit: list[Callable[[], Awaitable[object]]] = []
         self.cache: UnitCache | None = db.cache_unit()
+        if read_only and router is not None and self.cache is not None:
+            # It may run on a replica, chosen at its first statement, which can come after the
+            # cache lookup it serves: it fills nothing and shares no load (UnitCache.fills).
+            self.cache.fills = False
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -144,3 +144,24 @@ async def test_read_only_units_of_work_go_to_the_primary_when_redis_is_unreachab
             await asyncio.sleep(0.01)
     finally:
         await db.close()
+
+
+async def test_a_read_only_unit_of_work_fills_no_cache_entry(
+    two_processes: tuple[LeadDB, LeadDB],
+) -> None:
+    writer, reader = two_processes
+    org = await make_org(writer)
+    async with writer.tenant(org.id) as uow:
+        lead = await uow.leads.create(LeadCreate(email="cached@example.com"))
+        await uow.commit()
+    for _ in range(100):
+        on_replica, found = await _where(reader, org.id, lead.id)
+        assert found
+        if on_replica:
+            break
+        await asyncio.sleep(0.02)
+    assert on_replica
+    assert reader.cache.stats_counters.fills == 0
+    async with reader.tenant(org.id) as uow:  # not read-only: fills
+        assert await uow.leads.get(lead.id) is not None
+    assert reader.cache.stats_counters.fills == 1
