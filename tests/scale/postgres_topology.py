@@ -10,6 +10,7 @@ removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import shutil
@@ -33,11 +34,20 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@functools.cache
 def _bindir() -> Path:
-    found = subprocess.run(
-        ["pg_config", "--bindir"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return Path(found)
+    if shutil.which("pg_config"):
+        found = subprocess.run(
+            ["pg_config", "--bindir"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        return Path(found)
+    # Debian's server package without its pg_config: the newest installed major version.
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
+    )
+    if not installed:
+        raise RuntimeError("no PostgreSQL binaries (pg_config --bindir, /usr/lib/postgresql)")
+    return installed[-1].parent
 
 
 @dataclass
