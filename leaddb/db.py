@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,8 +28,15 @@ from leaddb import telemetry
 from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
+from leaddb.connections.pooler import SEARCH_PATH
 from leaddb.connections.redis_transport import open_transport
-from leaddb.connections.retry import TRANSACTION_ATTEMPTS, TRANSACTION_CONFLICT
+from leaddb.connections.replicas import Replica, ReplicaRouter
+from leaddb.connections.retry import (
+    FAILOVER,
+    FAILOVER_SECONDS,
+    TRANSACTION_ATTEMPTS,
+    TRANSACTION_CONFLICT,
+)
 from leaddb.connections.session_role import APP_ROLE, SessionRoles
 from leaddb.connections.tenant_context import ContextSigner
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
@@ -78,6 +86,7 @@ class LeadDB:
         info: ServerInfo,
         *,
         roles: SessionRoles | None = None,
+        router: ReplicaRouter | None = None,
         embedded: tuple[EmbeddedPostgres | None, EmbeddedRedis | None] = (None, None),
     ) -> None:
         self.settings = settings
@@ -108,6 +117,7 @@ class LeadDB:
         )
         self.assumes_app_role = False
         self.session_roles = roles or SessionRoles()
+        self._router = router
         self._embedded = embedded
         self._closed = False
         self.telemetry_name = telemetry.watch(self, pool, self.cache)
@@ -117,11 +127,26 @@ class LeadDB:
         of work that is not preceded by ``migrate()`` (which clears it)."""
 
     def tenant(
-        self, organization_id: uuid.UUID, *, actor: uuid.UUID | None = None
+        self,
+        organization_id: uuid.UUID,
+        *,
+        actor: uuid.UUID | None = None,
+        read_only: bool = False,
     ) -> TenantUnitOfWork:
-        """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail."""
+        """A unit of work scoped to one organization; ``actor`` is recorded in the audit trail.
+
+        ``read_only``: ``BEGIN READ ONLY`` (a write raises ReadOnlyError), on a replica that has
+        replayed the tenant's last commit when ``replica_urls`` names one, else on the primary.
+        """
         self._say_schema_notice()
-        return TenantUnitOfWork(self, self._pool, organization_id, actor_id=actor)
+        return TenantUnitOfWork(
+            self,
+            self._pool,
+            organization_id,
+            actor_id=actor,
+            read_only=read_only,
+            router=self._router,
+        )
 
     async def run_in_tenant(
         self,
@@ -132,27 +157,43 @@ class LeadDB:
         attempts: int = TRANSACTION_ATTEMPTS,
     ) -> T:
         """Run ``work`` in a new tenant unit of work and commit it, retrying the whole unit of
-        work when PostgreSQL reports a serialization failure or a deadlock (RetryableError).
+        work when PostgreSQL reports a serialization failure or a deadlock (RetryableError), and
+        when its connection failed before its COMMIT was sent (ConnectionFailedError: a
+        failover, for up to 30 s while a standby is promoted).
 
         ``work`` must be safe to run again: it gets a fresh unit of work each time, and nothing
-        of a failed attempt was committed.
+        of a failed attempt was committed. A connection lost after COMMIT was sent is raised:
+        that commit may have happened.
         """
-        for attempt in range(1, attempts + 1):
+        attempt = failures = 0
+        started = time.monotonic()
+        while True:
+            uow = self.tenant(organization_id, actor=actor)
             try:
-                async with self.tenant(organization_id, actor=actor) as uow:
+                async with uow:
                     result = await work(uow)
                     await uow.commit()
                     return result
             except RetryableError:
-                if attempt == attempts:
+                attempt += 1
+                if attempt >= attempts:
                     raise
                 await asyncio.sleep(TRANSACTION_CONFLICT.delay(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+            except ConnectionFailedError:
+                failures += 1
+                if uow.commit_sent or time.monotonic() - started > FAILOVER_SECONDS:
+                    raise
+                await asyncio.sleep(FAILOVER.delay(failures))
 
-    def platform(self, *, actor: uuid.UUID | None = None) -> PlatformUnitOfWork:
-        """A unit of work for organizations (and cross-tenant user lookup for login)."""
+    def platform(
+        self, *, actor: uuid.UUID | None = None, read_only: bool = False
+    ) -> PlatformUnitOfWork:
+        """A unit of work for organizations (and cross-tenant user lookup for login);
+        ``read_only`` as for ``tenant()``."""
         self._say_schema_notice()
-        return PlatformUnitOfWork(self, self._pool, actor_id=actor)
+        return PlatformUnitOfWork(
+            self, self._pool, actor_id=actor, read_only=read_only, router=self._router
+        )
 
     def cache_unit(self) -> UnitCache | None:
         """The cache's share of a new unit of work (None when the cache is off)."""
@@ -194,6 +235,17 @@ class LeadDB:
             raise
         redis = create_redis(settings)
         redis_version = await _check_redis(redis, settings)
+        router = None
+        if settings.replica_urls is not None:
+            router = ReplicaRouter(
+                [
+                    Replica(masked_url(dsn), create_replica_pool(settings, roles, dsn))
+                    for dsn in settings.replica_dsns()
+                ],
+                open_transport(settings),
+                poll_seconds=settings.replica_poll_ms / 1000,
+                retry_seconds=settings.replica_retry_seconds,
+            )
         info = ServerInfo(
             database_url=masked_url(settings.sqlalchemy_url().render_as_string(False)),
             postgres_version=postgres_version,
@@ -202,7 +254,14 @@ class LeadDB:
             embedded=embedded_pg is not None or embedded_redis is not None,
         )
         db = cls(
-            settings, engine, pool, redis, info, roles=roles, embedded=(embedded_pg, embedded_redis)
+            settings,
+            engine,
+            pool,
+            redis,
+            info,
+            roles=roles,
+            router=router,
+            embedded=(embedded_pg, embedded_redis),
         )
         try:
             await db._check_app_role()
@@ -304,6 +363,8 @@ class LeadDB:
         self._closed = True
         await self.pending.stop()
         await self._pool.close()
+        if self._router is not None:
+            await self._router.close()
         await self.engine.dispose()
         await self.cache.redis.close()
         await self.sessions.close()
@@ -338,21 +399,33 @@ def _instrument_globally() -> None:
 def create_engine(settings: LeadDBSettings) -> AsyncEngine:
     """The SQLAlchemy engine (migrations, Alembic, introspection), configured from settings."""
     server_settings = {"application_name": "leaddb"}
-    if settings.statement_timeout_seconds:
+    connect_args: dict[str, Any] = {"timeout": settings.connect_timeout_seconds}
+    url = settings.sqlalchemy_url()
+    if settings.transaction_pooler:
+        # SQLAlchemy's asyncpg dialect prepares named statements of its own: unique names keep
+        # two clients of one server connection apart, and no cache means none is used again
+        # (SQLAlchemy's documented recipe for PgBouncer). No startup settings: PgBouncer
+        # refuses those it does not track.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    elif settings.statement_timeout_seconds:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
+    connect_args["server_settings"] = server_settings
     # Migrations and introspection only: the data path has its own asyncpg pool, so this
     # engine keeps no idle connections.
     return create_async_engine(
-        settings.sqlalchemy_url(),
+        url,
         poolclass=NullPool,
         echo=settings.echo_sql,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
-        connect_args={
-            "timeout": settings.connect_timeout_seconds,
-            "server_settings": server_settings,
-        },
+        connect_args=connect_args,
     )
+
+
+def _unique_statement_name() -> str:
+    return f"__leaddb_{uuid.uuid4().hex}__"
 
 
 def _jsonb_encode(value: Any) -> bytes:
@@ -380,30 +453,11 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
     directly (see leaddb.sql.compile for why).
     """
     url = settings.sqlalchemy_url().set(drivername="postgresql")
-    dsn = url.render_as_string(hide_password=False)
-    server_settings = {
-        "application_name": "leaddb",
-        # Temporary tables last: pg_temp is otherwise searched first, and a temporary table
-        # named like one of leaddb's would take its place in leaddb's own statements.
-        "search_path": SEARCH_PATH,
-    }
-    if settings.statement_timeout_seconds:
-        server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
-
-    async def connect() -> asyncpg.Connection[Record]:
-        connection = await asyncpg.connect(
-            dsn, timeout=settings.connect_timeout_seconds, server_settings=server_settings
-        )
-        try:
-            await _init_connection(connection)
-            if settings.row_level_security:
-                await roles.assume(connection)
-        except BaseException:
-            connection.terminate()
-            raise
-        return connection
-
-    pool = ConnectionPool(connect, min_size=1, max_size=settings.pool_size + settings.max_overflow)
+    pool = ConnectionPool(
+        _connector(settings, roles, settings.asyncpg_dsn()),
+        min_size=1,
+        max_size=settings.pool_size + settings.max_overflow,
+    )
     try:
         await pool.open()
     except (asyncpg.PostgresError, OSError, TimeoutError) as error:
@@ -418,7 +472,48 @@ async def create_pool(settings: LeadDBSettings, roles: SessionRoles) -> Connecti
     return pool
 
 
-SEARCH_PATH = '"$user", public, pg_temp'
+def create_replica_pool(settings: LeadDBSettings, roles: SessionRoles, dsn: str) -> ConnectionPool:
+    """A replica's pool: opens nothing until asked, so a replica down at start is only
+    skipped (leaddb.connections.replicas)."""
+    return ConnectionPool(
+        _connector(settings, roles, dsn),
+        min_size=0,
+        max_size=settings.pool_size + settings.max_overflow,
+    )
+
+
+def _connector(
+    settings: LeadDBSettings, roles: SessionRoles, dsn: str
+) -> Callable[[], Awaitable[asyncpg.Connection[Record]]]:
+    server_settings = {"application_name": "leaddb"}
+    pooled = settings.transaction_pooler
+    # Behind a transaction pooler these go into every BEGIN instead (leaddb.connections.pooler).
+    if not pooled:
+        # Temporary tables last: pg_temp is otherwise searched first, and a temporary table
+        # named like one of leaddb's would take its place in leaddb's own statements.
+        server_settings["search_path"] = SEARCH_PATH
+        if settings.statement_timeout_seconds:
+            timeout_ms = int(settings.statement_timeout_seconds * 1000)
+            server_settings["statement_timeout"] = str(timeout_ms)
+    options: dict[str, Any] = {"server_settings": server_settings}
+    if pooled:
+        options["statement_cache_size"] = 0
+
+    async def connect() -> asyncpg.Connection[Record]:
+        connection: asyncpg.Connection[Record] = await asyncpg.connect(
+            dsn, timeout=settings.connect_timeout_seconds, **options
+        )
+        try:
+            await _init_connection(connection)
+            if settings.row_level_security and not pooled:
+                await roles.assume(connection)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    return connect
+
 
 _ACTIVE_MEMBER = (
     "SELECT u.is_active AND o.is_active FROM users u "

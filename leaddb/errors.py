@@ -117,5 +117,10 @@ class TransactionFailedError(LeadDBError):
     after a failure."""
 
 
+class ReadOnlyError(LeadDBError):
+    """A write in a read-only unit of work (``db.tenant(org, read_only=True)``), which may be
+    running on a replica: open a unit of work without ``read_only`` to write."""
+
+
 class RetryableError(LeadDBError):
     """A serialization failure or deadlock: the whole unit of work may be retried."""

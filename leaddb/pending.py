@@ -24,6 +24,7 @@ from leaddb.errors import LeadDBError
 
 if TYPE_CHECKING:
     from leaddb.db import LeadDB
+    from leaddb.uow import PlatformUnitOfWork
 
 logger = logging.getLogger("leaddb")
 
@@ -77,13 +78,18 @@ class PendingInvalidations:
             except Exception:  # a poller must outlive any one failure; apply() logs it
                 logger.debug("applying pending invalidations failed", exc_info=True)
 
+    def _untraced(self) -> PlatformUnitOfWork:
+        uow = self._db.platform()
+        uow.traced = False
+        return uow
+
     async def note_epoch(self, tenant: uuid.UUID) -> None:
         """List a tenant whose invalidation Redis did not take. Best effort: if PostgreSQL
         cannot take it either, this process still bumps the epoch once Redis answers."""
         if self._db.signer is None:
             return
         try:
-            async with self._db.platform() as uow:
+            async with self._untraced() as uow:
                 connection = await uow.statement_connection()
                 await connection.execute(_NOTE_EPOCH, tenant)
                 await uow.commit()
@@ -106,7 +112,7 @@ class PendingInvalidations:
 
     async def _apply(self) -> bool:
         db = self._db
-        async with db.platform() as uow:
+        async with self._untraced() as uow:
             connection = await uow.statement_connection()
             rows = await connection.fetch(_PENDING)
             if not rows:

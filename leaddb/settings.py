@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +99,23 @@ class LeadDBSettings(BaseSettings):
         "and cache invalidations that Redis missed (0: only after this process saw Redis "
         "fail). Bounds how long another process's lost invalidation can go unapplied.",
     )
+    replica_urls: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated postgresql:// URLs of streaming replicas: read-only units "
+        "of work run there once the replica has replayed their tenant's last commit.",
+    )
+    replica_poll_ms: Annotated[int, Field(ge=1, le=60_000)] = Field(
+        default=100,
+        description="At most how often a replica is asked how far it has replayed (off the "
+        "read path: routing never waits for the answer).",
+    )
+    replica_retry_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    transaction_pooler: bool = Field(
+        default=False,
+        description="True when database_url points at a transaction pooler (PgBouncer or pgcat "
+        "in pool_mode=transaction): no statement cache, no startup settings, the role, "
+        "search_path and timeout set in every transaction (leaddb.connections.pooler).",
+    )
     echo_sql: bool = False
     telemetry: bool = Field(
         default=False,
@@ -137,6 +155,28 @@ class LeadDBSettings(BaseSettings):
         if not url.database:
             raise ValueError(f"{_env_name('database_url')} names no database")
         return value
+
+    @field_validator("replica_urls")
+    @classmethod
+    def _check_replica_urls(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for raw in value.get_secret_value().split(","):
+            url = _parse_url(raw, "replica_urls")
+            if url.drivername not in _POSTGRES_SCHEMES or not url.database:
+                raise ValueError(
+                    f"{_env_name('replica_urls')} must list postgresql:// URLs naming a database"
+                )
+        return value
+
+    def replica_dsns(self) -> list[str]:
+        """Each replica's URL for asyncpg (password included)."""
+        if self.replica_urls is None:
+            return []
+        return [
+            _asyncpg_dsn(_parse_url(raw, "replica_urls"))
+            for raw in self.replica_urls.get_secret_value().split(",")
+        ]
 
     @field_validator("redis_url")
     @classmethod
@@ -189,6 +229,11 @@ class LeadDBSettings(BaseSettings):
         url = _parse_url(self.database_url.get_secret_value(), "database_url")
         return url.set(drivername="postgresql+asyncpg")
 
+    def asyncpg_dsn(self) -> str:
+        """The database URL for asyncpg (password included), several hosts as ``h1:p1,h2:p2``:
+        asyncpg reads a port per host only in that form."""
+        return _asyncpg_dsn(self.sqlalchemy_url())
+
     def redis_url_value(self) -> str:
         """The Redis URL as a plain string, for redis-py."""
         if self.redis_url is None:
@@ -213,15 +258,41 @@ def settings_error_line(error: ValidationError, names: Mapping[str, str] | None 
 
 
 def _parse_url(raw: str, field: str) -> URL:
+    raw = _hosts_as_query(raw.strip())
     try:
-        return make_url(raw.strip())
+        return make_url(raw)
     except ArgumentError:
         raise ValueError(f"{_env_name(field)} is not a valid URL") from None
+
+
+def _asyncpg_dsn(url: URL) -> str:
+    url = url.set(drivername="postgresql")
+    hosts = url.query.get("host")
+    if not isinstance(hosts, tuple) or len(hosts) < 2:
+        return url.render_as_string(hide_password=False)
+    parts = urlsplit(url.difference_update_query(["host"]).render_as_string(hide_password=False))
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}{at}{','.join(hosts)}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _hosts_as_query(raw: str) -> str:
+    """``postgresql://u@h1:p1,h2:p2/db?...`` (libpq's and asyncpg's multi-host form, which
+    SQLAlchemy's URL parser refuses) as ``postgresql://u@/db?host=h1:p1&host=h2:p2&...``
+    (SQLAlchemy's, which asyncpg takes too)."""
+    parts = urlsplit(raw)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return raw
+    query = "&".join(f"host={host}" for host in hosts.split(",") if host)
+    if parts.query:
+        query += "&" + parts.query
+    return urlunsplit((parts.scheme, f"{userinfo}{at}", parts.path, query, parts.fragment))
 
 
 def masked_url(raw: str) -> str:
     """A URL with its password replaced, safe to print."""
     try:
-        return make_url(raw).render_as_string(hide_password=True)
+        return make_url(_hosts_as_query(raw)).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"

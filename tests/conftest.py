@@ -13,6 +13,7 @@ shared ``leaddb``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -24,6 +25,10 @@ pytest.register_assert_rewrite("leaddb.testing")
 
 from leaddb import LeadDB, LeadDBSettings  # noqa: E402
 from leaddb.testing import Servers, asyncpg_dsn, run_settings  # noqa: E402
+
+# The scale-out suite starts servers of its own (tests/scale, `nox -s scale`): only there.
+collect_ignore = [] if os.environ.get("LEADDB_SCALE") == "1" else ["scale"]
+
 
 pytest_plugins = ["leaddb.testing", "pytester"]
 

@@ -63,6 +63,10 @@ class UnitCache:
     def __init__(self, store: CacheStore, flights: SingleFlight) -> None:
         self._store = store
         self._flights = flights
+        self.fills = True
+        """False for a unit of work that may run on a replica: it reads hits but fills nothing
+        and shares no load. Its replica was chosen once, for the tenant's position at its first
+        statement; a later miss's tokens may postdate a commit that replica has not replayed."""
 
     async def get(
         self,
@@ -83,6 +87,9 @@ class UnitCache:
             if hit is not None:
                 return hit
             self._store.rejected(1)
+        if not self.fills:
+            row = await load()
+            return None if row is None else codec.decode_row(row)
         flight_key = (tenant, entity, id, tokens.row, tokens.generation, tokens.epoch)
 
         async def load_and_fill() -> Row | None:
@@ -114,6 +121,11 @@ class UnitCache:
         if not missing:
             return found
         self._store.rejected(len(missing) - payloads.count(None))
+        if not self.fills:
+            loaded = {row["id"]: codec.decode_row(row) for row in await load(missing)}
+            return [
+                loaded.get(id) if hit is None else hit for id, hit in zip(ids, found, strict=True)
+            ]
         # The row tokens must be read before the database is, or a fill could be stale.
         row_tokens = await self._store.row_tokens(tenant, entity, missing)
         rows = await load(missing)

@@ -25,6 +25,7 @@ from leaddb.errors import (
     ConstraintViolationError,
     InvalidValueError,
     LeadDBError,
+    ReadOnlyError,
     RetryableError,
     SchemaNotMigratedError,
     StatementTimeoutError,
@@ -160,6 +161,8 @@ def translate(error: BaseException) -> LeadDBError | None:
             "an earlier statement of this unit of work failed, so its transaction is aborted; "
             "roll back (or use uow.savepoint() around work that may fail)"
         )
+    if isinstance(error, pgerr.ReadOnlySQLTransactionError):
+        return ReadOnlyError(f"a read-only unit of work cannot write: {error}")
     if isinstance(error, pgerr.InsufficientPrivilegeError):
         # Row-level security refusing a row of another tenant (42501), or a privilege the
         # application role does not have.

@@ -258,6 +258,15 @@ class ConnectionPool:
         self._grant()
         await asyncio.gather(*(_close_quietly(connection) for connection in stale))
 
+    def drop_idle(self) -> None:
+        """The server went away (a failover): forget every connection opened before now at once,
+        without a goodbye that a dead server would make wait; those in use retire when given
+        back. New ones are opened on demand (with a multi-host URL, on the new primary)."""
+        self._generation += 1
+        for connection in self._forget_idle():
+            connection.terminate()
+        self._grant()
+
     async def close(self) -> None:
         """Refuse new acquires, close idle connections, and close those in use as they come
         back, waiting up to ``close_grace`` seconds; then terminate whatever is still out."""

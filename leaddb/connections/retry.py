@@ -9,6 +9,10 @@
   connection attempts.
 * A pooled connection found dead at a unit of work's first statement is replaced once
   (``FRESH_CONNECTION_ATTEMPTS``): nothing has happened in that unit of work yet.
+* A unit of work that lost its connection before its COMMIT was sent (a failover, a restart)
+  is run again by ``LeadDB.run_in_tenant`` for up to ``FAILOVER_SECONDS``, waiting
+  ``FAILOVER`` between tries while a standby is promoted. One whose COMMIT was sent is not: it
+  may have committed.
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ REDIS_OUTAGE: Final = Backoff(base=0.25, cap=30.0)
 
 REDIS_REDIAL: Final = Backoff(base=0.05, cap=5.0)
 """How long LeanRedis waits to dial again after failed dials (the first redial is at once)."""
+
+FAILOVER: Final = Backoff(base=0.05, cap=1.0, jitter=True)
+"""Between tries of a unit of work whose connection failed (a failover takes seconds)."""
+
+FAILOVER_SECONDS: Final = 30.0
+"""How long ``LeadDB.run_in_tenant`` keeps trying a unit of work whose connection failed."""
 
 FRESH_CONNECTION_ATTEMPTS: Final = 2
 """A unit of work's first statement: the pooled connection, then one fresh one."""

@@ -167,7 +167,11 @@ class CopiedInsert:
         self._filled: dict[str, Any] | None = None
         self._images: AfterImages | None = None
         self._bad_item = False  # a value was refused in Python, so the transaction is intact
-        self._pause = CollectorPause(repository._uow.settings.bulk_pauses_gc)
+        settings = repository._uow.settings
+        self._pause = CollectorPause(settings.bulk_pauses_gc)
+        # Behind a transaction pooler a session's temporary table would outlive the transaction
+        # on a server connection that other clients share: it goes with the transaction there.
+        self._on_commit = "DROP" if settings.transaction_pooler else "DELETE ROWS"
 
     def _values(self, start: int, stop: int) -> list[dict[str, Any]]:
         try:
@@ -213,7 +217,7 @@ class CopiedInsert:
         setup = (
             f"CREATE TEMP TABLE IF NOT EXISTS {self._scratch_name} "
             f"({AUDIT_ID_COLUMN} uuid, {CHANGES_COLUMN} jsonb, "
-            f"LIKE {self._shape.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            f"LIKE {self._shape.name} INCLUDING DEFAULTS) ON COMMIT {self._on_commit}"
         )
         savepoint = None
         if len(bounds) > 1:

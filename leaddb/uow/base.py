@@ -23,6 +23,7 @@ import asyncpg
 
 from leaddb import telemetry
 from leaddb.connections.driver_errors import mapped
+from leaddb.connections.pooler import SCRUB, transaction_settings
 from leaddb.connections.raw import RawConnection
 from leaddb.connections.retry import FRESH_CONNECTION_ATTEMPTS
 from leaddb.connections.session_role import APP_ROLE
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
     from leaddb.cache.unit import UnitCache
     from leaddb.connections.pool import ConnectionPool
+    from leaddb.connections.replicas import ReplicaRouter
     from leaddb.connections.session_role import SessionRoles
     from leaddb.connections.tenant_context import ContextSigner
     from leaddb.repositories.pagination import CursorCodec
@@ -91,8 +93,15 @@ class UnitOfWork:
         *,
         tenant_id: uuid.UUID | None,
         actor_id: uuid.UUID | None,
+        read_only: bool = False,
+        router: ReplicaRouter | None = None,
     ) -> None:
         self._db = db
+        self.read_only = read_only
+        # Read-only units of work may run on a replica (leaddb.connections.replicas); those
+        # that write record the primary's position for them.
+        self._router = router
+        self._primary = pool
         # Handed in, not reached through the facade: the pool is not public (a connection
         # borrowed from it would skip the tenant context and the reset of raw SQL's leftovers).
         self._pool = pool
@@ -103,6 +112,8 @@ class UnitOfWork:
         self._raw = False  # whether the connection was handed out for raw SQL
         self._raw_connection: RawConnection | None = None
         self._closed = False
+        self.commit_sent = False
+        """Whether COMMIT was sent: after a failure, it may have committed (never retried)."""
         self._written: dict[str, set[uuid.UUID]] = {}
         self._created: dict[str, set[uuid.UUID]] = {}
         self._bulk_written: set[str] = set()
@@ -111,11 +122,19 @@ class UnitOfWork:
         self.cache: UnitCache | None = db.cache_unit()
         self._trace: telemetry.UnitTrace | None = None
         self._session: AsyncSession | None = None
+        if read_only and router is not None and self.cache is not None:
+            # It may run on a replica, chosen at its first statement, which can come after the
+            # cache lookup it serves: it fills nothing and shares no load (UnitCache.fills).
+            self.cache.fills = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    traced = True
+    """Whether telemetry records this unit of work: leaddb's own background work (the durable
+    list's polling) is not the service's, and would put a span in its traces every second."""
+
     async def __aenter__(self) -> Self:
-        if telemetry.on:
+        if telemetry.on and self.traced:
             self._trace = telemetry.start_unit(self.tenant_id, self.actor_id)
         return self
 
@@ -228,8 +247,19 @@ class UnitOfWork:
         self.check_open()
         # A pooled connection may have died since it was last used (the server restarted);
         # nothing has happened in this unit of work yet, so one fresh connection is safe to try.
+        router = self._router
+        if self.read_only and router is not None:
+            # The Redis GET of the tenant's position; PostgreSQL is not asked.
+            self._pool = await router.pool_for(self.tenant_id) or self._primary
         for attempt in range(1, FRESH_CONNECTION_ATTEMPTS + 1):
-            connection = await self._acquire()
+            try:
+                connection = await self._acquire()
+            except ConnectionFailedError:
+                if self._pool is self._primary or router is None:
+                    raise
+                router.failed(self._pool)  # a replica down: the primary serves, at once
+                self._pool = self._primary
+                connection = await self._acquire()
             # Owned from here: __aexit__ gives it back whatever happens, cancellation included.
             self._connection = connection
             try:
@@ -244,11 +274,17 @@ class UnitOfWork:
                     self._db.session_roles.forget(connection)
             except Exception as error:
                 failure = mapped(error)
+                if isinstance(failure, ConnectionFailedError):
+                    # Its idle siblings most likely lost the same server: none is tried again.
+                    self._pool.drop_idle()
                 if attempt < FRESH_CONNECTION_ATTEMPTS and isinstance(
                     failure, ConnectionFailedError
                 ):
                     self._connection = None
                     await self._return_to_pool(connection)
+                    if self._pool is not self._primary and router is not None:
+                        router.failed(self._pool)
+                        self._pool = self._primary
                     continue
                 raise failure from error
             return connection
@@ -301,15 +337,20 @@ class UnitOfWork:
             if self._db.assumes_app_role and not self._db.session_roles.holds(connection)
             else ""
         )
+        settings = self._db.settings
+        if settings.transaction_pooler:
+            # No session to keep them in (leaddb.connections.pooler).
+            role += transaction_settings(int(settings.statement_timeout_seconds * 1000))
         signer = self._db.signer
         # Signed (leaddb.tenant_context): the policies trust no value that SQL can make up.
         # Both are hex digits, dashes and a dot: nothing to escape. SET LOCAL rather than
         # SELECT set_config(): a utility command, no plan and no row.
+        begin = "BEGIN READ ONLY" if self.read_only else "BEGIN"
         if self.tenant_id is not None:
             context = str(self.tenant_id) if signer is None else signer.tenant(self.tenant_id)
-            return f"BEGIN; {role}SET LOCAL leaddb.tenant = '{context}'"
+            return f"{begin}; {role}SET LOCAL leaddb.tenant = '{context}'"
         platform = "" if signer is None else signer.platform
-        return f"BEGIN; {role}SET LOCAL leaddb.platform = '{platform}'"
+        return f"{begin}; {role}SET LOCAL leaddb.platform = '{platform}'"
 
     async def commit(self) -> None:
         """Commit the transaction, then invalidate what it changed in the cache."""
@@ -332,6 +373,9 @@ class UnitOfWork:
             if connection is not None:
                 if self._raw and self.cache is not None:
                     await self._invalidate_after_raw_sql(connection)
+                if self._raw and self.settings.transaction_pooler:
+                    await self._scrub_before_commit(connection)
+                self.commit_sent = True
                 try:
                     status = await (
                         telemetry.statement(connection.execute, ("COMMIT",))
@@ -354,6 +398,8 @@ class UnitOfWork:
                         "the transaction was rolled back because one of its statements failed; "
                         "nothing was committed"
                     )
+                if self._router is not None and self.has_written:
+                    await self._record_position(connection, self._router)
         finally:
             self._closed = True
             if maybe_committed and self.cache is not None and self._cached_rows_changed():
@@ -387,6 +433,30 @@ class UnitOfWork:
         except Exception as error:
             raise mapped(error) from error
         self._wiped_tenants.update(row[0] for row in rows)
+
+    async def _record_position(self, connection: Connection, router: ReplicaRouter) -> None:
+        """After COMMIT, before the cache's invalidation: the WAL position read-only units of
+        work must find replayed (leaddb.connections.replicas). One more round trip, on a
+        connection no longer in a transaction, so the position is past the commit's record."""
+        try:
+            position = await connection.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+        except Exception as error:
+            # Committed all the same; without the position, readers of this tenant may read a
+            # replica that lacks the commit, so the failure is not kept quiet.
+            logger.warning("committed, but the WAL position was not read: %s", error)
+            return
+        await router.record(self.tenant_id, position)
+
+    async def _scrub_before_commit(self, connection: Connection) -> None:
+        """Behind a transaction pooler, clear what raw SQL left on the session while the
+        transaction still holds its server connection, then set the context again for the
+        commit's own deferred work (leaddb.connections.pooler)."""
+        if not connection.is_in_transaction():
+            return  # the raw SQL ended the transaction itself: the session is out of reach
+        try:
+            await connection.execute(f"{SCRUB}; {self._begin_sql(connection).split('; ', 1)[1]}")
+        except Exception as error:
+            raise mapped(error) from error
 
     def after_commit(self, action: Callable[[], Awaitable[object]]) -> None:
         """Run ``action`` once the transaction has committed (never after a rollback)."""
@@ -452,13 +522,18 @@ class UnitOfWork:
         # is closed instead, so no one ever gets one with a transaction open or a role shed;
         # the pool then frees its slot.
         try:
-            if not connection.is_closed() and connection.is_in_transaction():
+            if self._raw and self.settings.transaction_pooler:
+                # One message, so the pooler keeps the same server connection for the scrub:
+                # a later one could reach any other (leaddb.connections.pooler).
+                if not connection.is_closed():
+                    await connection.execute(f"ROLLBACK; {SCRUB}")
+            elif not connection.is_closed() and connection.is_in_transaction():
                 await (
                     telemetry.statement(connection.execute, ("ROLLBACK",))
                     if telemetry.on
                     else connection.execute("ROLLBACK")
                 )
-            if self._raw and not connection.is_closed():
+            if self._raw and not self.settings.transaction_pooler and not connection.is_closed():
                 await self._db.session_roles.reset(connection, assume=self._db.assumes_app_role)
         except Exception:
             with contextlib.suppress(Exception):

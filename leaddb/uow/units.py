@@ -15,6 +15,7 @@ from leaddb.uow.base import UnitOfWork
 
 if TYPE_CHECKING:
     from leaddb.connections.pool import ConnectionPool
+    from leaddb.connections.replicas import ReplicaRouter
     from leaddb.repositories.activity import ActivityLogRepository
     from leaddb.repositories.campaigns import CampaignLeadRepository, CampaignRepository
     from leaddb.repositories.communications import CommunicationRepository
@@ -46,10 +47,14 @@ class TenantUnitOfWork(UnitOfWork):
         tenant_id: uuid.UUID,
         *,
         actor_id: uuid.UUID | None,
+        read_only: bool = False,
+        router: ReplicaRouter | None = None,
     ) -> None:
         if not isinstance(tenant_id, uuid.UUID):
             raise TenantViolationError(f"a tenant is an organization's UUID, not {tenant_id!r}")
-        super().__init__(db, pool, tenant_id=tenant_id, actor_id=actor_id)
+        super().__init__(
+            db, pool, tenant_id=tenant_id, actor_id=actor_id, read_only=read_only, router=router
+        )
 
     @cached_property
     def leads(self) -> LeadRepository:
@@ -150,9 +155,17 @@ class PlatformUnitOfWork(UnitOfWork):
     """
 
     def __init__(
-        self, db: Host, pool: ConnectionPool, *, actor_id: uuid.UUID | None = None
+        self,
+        db: Host,
+        pool: ConnectionPool,
+        *,
+        actor_id: uuid.UUID | None = None,
+        read_only: bool = False,
+        router: ReplicaRouter | None = None,
     ) -> None:
-        super().__init__(db, pool, tenant_id=None, actor_id=actor_id)
+        super().__init__(
+            db, pool, tenant_id=None, actor_id=actor_id, read_only=read_only, router=router
+        )
 
     @cached_property
     def organizations(self) -> OrganizationRepository:

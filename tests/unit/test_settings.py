@@ -162,3 +162,26 @@ def test_missing_embedded_extra_says_what_to_do(
 def test_secret_str_urls_are_accepted_directly() -> None:
     settings = LeadDBSettings(database_url=SecretStr("postgresql://u@h/d"))
     assert settings.database_url is not None
+
+
+def test_several_hosts_reach_asyncpg_in_its_comma_form_and_sqlalchemy_in_its_query_form() -> None:
+    settings = LeadDBSettings(
+        database_url=SecretStr(
+            "postgresql://app:pw@10.0.0.1:5432,10.0.0.2:5433/leaddb?target_session_attrs=read-write"
+        )
+    )
+    assert settings.asyncpg_dsn() == (
+        "postgresql://app:pw@10.0.0.1:5432,10.0.0.2:5433/leaddb?target_session_attrs=read-write"
+    )
+    url = settings.sqlalchemy_url()
+    assert url.query["host"] == ("10.0.0.1:5432", "10.0.0.2:5433")
+    assert url.database == "leaddb"
+    assert "pw" not in masked_url(settings.database_url.get_secret_value())  # type: ignore[union-attr]
+
+
+def test_replica_urls_are_checked_one_by_one() -> None:
+    settings = LeadDBSettings(replica_urls=SecretStr("postgresql://a@r1/db, postgresql://a@r2/db"))
+    assert settings.replica_dsns() == ["postgresql://a@r1/db", "postgresql://a@r2/db"]
+    with pytest.raises(ConfigurationError, match="LEADDB_REPLICA_URLS"):
+        LeadDBSettings(replica_urls=SecretStr("postgresql://a@r1/db,redis://r2"))
+    assert LeadDBSettings(replica_urls=SecretStr(" ")).replica_dsns() == []

@@ -1,0 +1,167 @@
+"""Read-only units of work on a streaming replica, with read-your-writes across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+from conftest import run_settings
+from integration.factories import make_org
+
+from leaddb import LeadDB, LeadDBSettings
+from leaddb.errors import ReadOnlyError
+from leaddb.models import LeadCreate, OrganizationCreate
+
+if TYPE_CHECKING:
+    from conftest import TestServers
+
+    from .postgres_topology import PostgresTopology
+
+IN_RECOVERY = "SELECT pg_is_in_recovery()"
+
+
+def _dead_url(topology: PostgresTopology) -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return topology.url(port)  # nothing listens there once the probe is closed
+
+
+@pytest.fixture
+def replica_settings(clean_scale: PostgresTopology, servers: TestServers) -> LeadDBSettings:
+    return run_settings(
+        clean_scale.primary_url,
+        servers.redis_url,
+        replica_urls=f"{_dead_url(clean_scale)},{clean_scale.replica_url}",
+        replica_poll_ms=5,
+    )
+
+
+@pytest.fixture
+async def two_processes(replica_settings: LeadDBSettings) -> AsyncIterator[tuple[LeadDB, LeadDB]]:
+    """Two LeadDBs sharing Redis, as two processes of one service would."""
+    writer = await LeadDB.connect(replica_settings)
+    reader = await LeadDB.connect(replica_settings)
+    try:
+        yield writer, reader
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def _where(db: LeadDB, org_id: uuid.UUID, lead_id: uuid.UUID) -> tuple[bool, bool]:
+    """(served by the replica, the lead was there)."""
+    async with db.tenant(org_id, read_only=True) as uow:
+        found = await uow.leads.get(lead_id)
+        on_replica = bool(await uow.fetchval(IN_RECOVERY))
+    return on_replica, found is not None
+
+
+async def test_a_read_after_a_commit_in_another_process_always_sees_it(
+    two_processes: tuple[LeadDB, LeadDB],
+) -> None:
+    writer, reader = two_processes
+    org = await make_org(writer)
+    served_by_replica = 0
+    for index in range(150):
+        async with writer.tenant(org.id) as uow:
+            lead = await uow.leads.create(LeadCreate(email=f"l{index}@example.com"))
+            await uow.commit()
+        on_replica, found = await _where(reader, org.id, lead.id)
+        assert found, f"read {index} missed the write it followed (replica: {on_replica})"
+        served_by_replica += on_replica
+        # Another tenant that wrote nothing lately reads from the replica.
+        await asyncio.sleep(0.01)
+    assert served_by_replica > 0
+
+
+async def test_a_lagging_replica_is_skipped_for_the_tenant_that_wrote(
+    two_processes: tuple[LeadDB, LeadDB], clean_scale: PostgresTopology
+) -> None:
+    writer, reader = two_processes
+    org = await make_org(writer)
+    quiet = await make_org(writer)
+    admin = await asyncpg.connect(clean_scale.url(clean_scale.replica_port, "postgres"))
+    try:
+        await admin.execute("ALTER SYSTEM SET recovery_min_apply_delay = '3s'")
+        await admin.execute("SELECT pg_reload_conf()")
+        await asyncio.sleep(0.3)
+        async with writer.tenant(org.id) as uow:
+            lead = await uow.leads.create(LeadCreate(email="late@example.com"))
+            await uow.commit()
+        for _ in range(20):
+            assert await _where(reader, org.id, lead.id) == (False, True)
+            await asyncio.sleep(0.02)
+        # A tenant with nothing new is still served by the replica meanwhile.
+        async with reader.tenant(quiet.id, read_only=True) as uow:
+            assert await uow.fetchval(IN_RECOVERY) is True
+    finally:
+        await admin.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
+        await admin.execute("SELECT pg_reload_conf()")
+        await admin.close()
+
+
+async def test_a_write_in_a_read_only_unit_of_work_is_refused_on_replica_and_primary(
+    two_processes: tuple[LeadDB, LeadDB],
+) -> None:
+    writer, reader = two_processes
+    org = await make_org(writer)
+    await asyncio.sleep(0.1)  # the replica has replayed the organization by now
+    places = set()
+    for db in (reader, writer):
+        for _ in range(10):
+            async with db.tenant(org.id, read_only=True) as uow:
+                places.add(await uow.fetchval(IN_RECOVERY))
+                with pytest.raises(ReadOnlyError):
+                    await uow.leads.create(LeadCreate(email="no@example.com"))
+    async with writer.platform(read_only=True) as uow:
+        with pytest.raises(ReadOnlyError):
+            await uow.organizations.create(OrganizationCreate(name="No", slug="no-org"))
+    assert True in places
+
+
+async def test_read_only_units_of_work_go_to_the_primary_when_redis_is_unreachable(
+    clean_scale: PostgresTopology, replica_settings: LeadDBSettings
+) -> None:
+    writer = await LeadDB.connect(replica_settings)
+    try:
+        org = await make_org(writer)
+    finally:
+        await writer.close()
+    no_redis = replica_settings.model_copy(
+        update={"redis_url": run_settings("postgresql://x/y", "redis://127.0.0.1:1/0").redis_url}
+    )
+    db = await LeadDB.connect(no_redis)
+    try:
+        for _ in range(10):
+            async with db.tenant(org.id, read_only=True) as uow:
+                assert await uow.fetchval(IN_RECOVERY) is False
+            await asyncio.sleep(0.01)
+    finally:
+        await db.close()
+
+
+async def test_a_read_only_unit_of_work_fills_no_cache_entry(
+    two_processes: tuple[LeadDB, LeadDB],
+) -> None:
+    writer, reader = two_processes
+    org = await make_org(writer)
+    async with writer.tenant(org.id) as uow:
+        lead = await uow.leads.create(LeadCreate(email="cached@example.com"))
+        await uow.commit()
+    for _ in range(100):
+        on_replica, found = await _where(reader, org.id, lead.id)
+        assert found
+        if on_replica:
+            break
+        await asyncio.sleep(0.02)
+    assert on_replica
+    assert reader.cache.stats_counters.fills == 0
+    async with reader.tenant(org.id) as uow:  # not read-only: fills
+        assert await uow.leads.get(lead.id) is not None
+    assert reader.cache.stats_counters.fills == 1
