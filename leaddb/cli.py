@@ -202,6 +202,9 @@ def servers_stop(data_dir: DataDir = None) -> None:
 @app.command()
 def sql(
     revision: Annotated[str, typer.Option(help="Last revision to include.")] = "head",
+    citus: Annotated[
+        bool, typer.Option(help="Add the Citus statements that distribute the tenant tables.")
+    ] = False,
 ) -> None:
     """Print the schema's DDL as a plain SQL script (Alembic offline mode), for psql or review.
 
@@ -216,6 +219,13 @@ def sql(
         offline_sql(revision)
     except CommandError as error:
         fail(str(error))
+    if citus:
+        from sqlmodel import SQLModel
+
+        import leaddb.models  # noqa: F401  (registers every table in the metadata)
+        from leaddb.citus import citus_script
+
+        typer.echo(citus_script(SQLModel.metadata))
 
 
 @app.command()
