@@ -171,7 +171,7 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         A soft-deleted lead with that email comes back to life with the new values. When every
         field set holds its value already, nothing is written: the same version, no audit row.
         """
-        return await self._upsert(data, [("email", "lower({})")])
+        return await self._upsert(data, [("email", "lower")])
 
     async def owners(self, leads: Sequence[Lead]) -> dict[uuid.UUID, User]:
         """The owners of ``leads``, by user id, in one statement: a page of leads and their
