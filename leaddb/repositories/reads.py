@@ -258,7 +258,7 @@ class ReadRepository(Generic[ModelT]):
             lambda: statements.select_by_key(self._shape, include_deleted=include_deleted),
         )
         connection = await self._connection()
-        row: Record | None = await run(connection.fetchrow, sql, *self._key(key))
+        row: Record | None = await run(connection.fetchrow, sql.text, *sql.args(self._key(key)))
         return row
 
     async def get_one(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT:
@@ -323,7 +323,7 @@ class ReadRepository(Generic[ModelT]):
         if self._shape.tenant_scoped:
             params.insert(0, self._uow.require_tenant())
         connection = await self._connection()
-        rows: builtins.list[Record] = await run(connection.fetch, sql, *params)
+        rows: builtins.list[Record] = await run(connection.fetch, sql.text, *sql.args(params))
         return rows
 
     def _base_select(self, filters: Sequence[Filter], include_deleted: bool) -> Select[Any]:

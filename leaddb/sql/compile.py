@@ -1,7 +1,9 @@
 """Compiling SQLAlchemy Core statements once and running them on asyncpg directly.
 
-The statements leaddb writes with SQLAlchemy Core (reads with filters, keyset pages, some entity
-queries; the writes are text built in leaddb.sql.statements) come through here. SQLAlchemy's
+Every statement leaddb's repositories send is written with SQLAlchemy Core and comes through
+here: reads with filters and keyset pages through ``compile_cached`` (their shape is found from
+the statement), the repository's statements by key and its writes through ``compile_positional``
+(built once per shape and kept by the repository, so a call never builds one). SQLAlchemy's
 execution layer (greenlet bridge, result processing, ORM identity map) costs more than the query
 itself for a primary-key lookup. leaddb compiles each statement shape once to PostgreSQL text with
 ``$n`` placeholders and sends it with asyncpg, whose per-connection prepared-statement cache makes
