@@ -14,24 +14,40 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import orjson
+from sqlalchemy import ColumnElement, Integer, Text, cast, func, insert, null, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 
-from leaddb.models import ActivityAction, LeadSource, LeadStatus, LeadTemperature
+from leaddb.models import (
+    ActivityAction,
+    ActivityLog,
+    Lead,
+    LeadScoreHistory,
+    LeadSource,
+    LeadStatus,
+    LeadTemperature,
+    Organization,
+)
+from leaddb.models.base import table_of
 from leaddb.models.fields import SCORE_MAX, SCORE_MIN, enum_type
 from leaddb.models.organization import TemperatureThresholds
 from leaddb.models.rule_grammar import ParsedRule, RuleScalar, ScoringFieldKind
 from leaddb.rows.jsontext import pg_json_default
 from leaddb.scoring.evaluate import CompiledRule, ascii_lower
-from leaddb.sql.statements import quote
+from leaddb.sql.compile import Positional, compile_positional, inline, param
+from leaddb.sql.statements import ACTION_TYPE, aliased, insert_target, quote
 
 __all__ = [
-    "ORGANIZATION_AUDIT",
     "Binder",
     "Statement",
     "condition",
+    "organization_audit",
     "rescore_lead_statement",
     "rescore_organization_statement",
+    "select_lead",
+    "select_organization",
 ]
 
 _K = ScoringFieldKind
@@ -46,8 +62,6 @@ def _type_name(enum: type[StrEnum]) -> str:
 
 
 _TEMPERATURE = _type_name(LeadTemperature)
-_ACTION = _type_name(ActivityAction)
-_RESCORED = ActivityAction.RESCORED.value
 _ENUM_TYPES = {"status": _type_name(LeadStatus), "source": _type_name(LeadSource)}
 _COMPARISONS = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _CASTS = {
@@ -319,47 +333,129 @@ FROM counts n
     return Statement(text, args)
 
 
-def rescore_lead_statement(select_list: str, *, audit: bool) -> str:
+_LEADS = table_of(Lead)
+_HISTORY = table_of(LeadScoreHistory)
+_TEMPERATURE_TYPE = _LEADS.c.temperature.type
+_AUDIT = table_of(ActivityLog)
+_AUDIT_COLUMNS = ["organization_id", "id", "actor_user_id", "entity_type", "entity_id"]
+_AUDIT_COLUMNS += ["action", "changes"]
+
+
+def _json_param(name: str) -> ColumnElement[Any]:
+    """A parameter sent as JSON text and read as jsonb by the server."""
+    return cast(param(name, Text()), JSONB)
+
+
+def select_lead() -> Positional:
+    """The live lead by key, locked as its UPDATE will lock it; parameters: tenant, id."""
+    t = aliased(_LEADS, "t")
+    statement = (
+        select(*t.c)
+        .where(
+            t.c.organization_id == param("tenant", t.c.organization_id.type),
+            t.c.id == param("id", t.c.id.type),
+            t.c.deleted_at.is_(None),
+        )
+        .with_for_update(key_share=True)
+    )
+    return compile_positional(statement, ("tenant", "id"))
+
+
+def select_organization() -> Positional:
+    """The organization by id; parameter: the id."""
+    organizations = table_of(Organization)
+    statement = select(*organizations.c).where(
+        organizations.c.id == param("id", organizations.c.id.type)
+    )
+    return compile_positional(statement, ("id",))
+
+
+def rescore_lead_statement(*, audit: bool) -> Positional:
     """The single UPDATE of ``rescore(lead_id)``, with its history row (and audit row).
 
     Parameters: tenant, lead id, new score, new temperature, old score, old temperature,
     reason, breakdown (JSON text), and with ``audit`` the actor and the audit changes (JSON
-    text). No row when the lead is not live. ``select_list`` is the leads table's quoted
-    column list, qualified with ``t``.
+    text). No row when the lead is not live.
     """
-    log = f"""
-, log AS (
-    INSERT INTO activity_logs (organization_id, id, actor_user_id, entity_type, entity_id,
-        action, changes)
-    SELECT w.organization_id, leaddb_uuid7(), $9::uuid, 'lead', w.id, '{_RESCORED}'::{_ACTION},
-        $10::text::jsonb
-    FROM w
-    RETURNING id
-)"""  # noqa: S608
-    audit_id = "(SELECT id FROM log)" if audit else "NULL::uuid"
-    return f"""
-WITH w AS (
-    UPDATE leads t
-    SET score = $3::int, temperature = $4::{_TEMPERATURE},
-        version = t.version + 1, updated_at = now()
-    WHERE t.organization_id = $1 AND t.id = $2 AND t.deleted_at IS NULL
-    RETURNING {select_list}
-), history AS (
-    INSERT INTO lead_score_history (organization_id, id, lead_id, old_score, new_score,
-        old_temperature, new_temperature, reason, breakdown)
-    SELECT w.organization_id, leaddb_uuid7(), w.id, $5::int, w.score, $6::{_TEMPERATURE},
-        w.temperature, $7::text, $8::text::jsonb
-    FROM w
-    RETURNING id
-){log if audit else ""}
-SELECT w.*, (SELECT id FROM history) AS _history_id, {audit_id} AS _audit_id FROM w
-"""  # noqa: S608
+    t = aliased(_LEADS, "t")
+    written = (
+        update(t)
+        .ordered_values(
+            (t.c.score, param("score", Integer())),
+            (t.c.temperature, param("temperature", _TEMPERATURE_TYPE)),
+            (t.c.version, t.c.version + inline(1)),
+            (t.c.updated_at, func.now()),
+        )
+        .where(
+            t.c.organization_id == param("tenant", t.c.organization_id.type),
+            t.c.id == param("id", t.c.id.type),
+            t.c.deleted_at.is_(None),
+        )
+        .returning(*t.c)
+        .cte("w")
+    )
+    history_rows = select(
+        written.c.organization_id,
+        func.leaddb_uuid7(),
+        written.c.id,
+        param("old_score", Integer()),
+        written.c.score,
+        param("old_temperature", _TEMPERATURE_TYPE),
+        written.c.temperature,
+        param("reason", Text()),
+        _json_param("breakdown"),
+    )
+    history_columns = ["organization_id", "id", "lead_id", "old_score", "new_score"]
+    history_columns += ["old_temperature", "new_temperature", "reason", "breakdown"]
+    history = (
+        insert(insert_target(_HISTORY))
+        .from_select(history_columns, history_rows)
+        .returning(_HISTORY.c.id)
+        .cte("history")
+    )
+    parameters = ["tenant", "id", "score", "temperature", "old_score", "old_temperature"]
+    parameters += ["reason", "breakdown"]
+    audit_id: ColumnElement[Any] = cast(null(), _AUDIT.c.id.type)
+    if audit:
+        log_rows = select(
+            written.c.organization_id,
+            func.leaddb_uuid7(),
+            param("actor", _AUDIT.c.actor_user_id.type),
+            inline(Lead.__entity_name__),
+            written.c.id,
+            cast(inline(ActivityAction.RESCORED.value), ACTION_TYPE),
+            _json_param("changes"),
+        )
+        log = (
+            insert(insert_target(_AUDIT))
+            .from_select(_AUDIT_COLUMNS, log_rows)
+            .returning(_AUDIT.c.id)
+            .cte("log")
+        )
+        audit_id = select(log.c.id).scalar_subquery()
+        parameters += ["actor", "changes"]
+    statement = select(
+        *written.c,
+        select(history.c.id).scalar_subquery().label("_history_id"),
+        audit_id.label("_audit_id"),
+    )
+    return compile_positional(statement, parameters)
 
 
-ORGANIZATION_AUDIT = f"""
-INSERT INTO activity_logs (organization_id, id, actor_user_id, entity_type, entity_id, action,
-    changes)
-VALUES ($1, leaddb_uuid7(), $2::uuid, 'organization', $1, '{_RESCORED}'::{_ACTION}, $3::text::jsonb)
-RETURNING id
-"""  # noqa: S608
-"""The one audit row of ``rescore_organization()``: tenant, actor, changes (JSON text)."""
+def organization_audit() -> Positional:
+    """The one audit row of ``rescore_organization()``: tenant, actor, changes (JSON text)."""
+    tenant = param("tenant", _AUDIT.c.organization_id.type)
+    statement = (
+        insert(insert_target(_AUDIT))
+        .values(
+            organization_id=tenant,
+            id=func.leaddb_uuid7(),
+            actor_user_id=param("actor", _AUDIT.c.actor_user_id.type),
+            entity_type=inline(Organization.__entity_name__),
+            entity_id=tenant,
+            action=cast(inline(ActivityAction.RESCORED.value), ACTION_TYPE),
+            changes=_json_param("changes"),
+        )
+        .returning(_AUDIT.c.id)
+    )
+    return compile_positional(statement, ("tenant", "actor", "changes"))

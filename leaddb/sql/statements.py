@@ -55,6 +55,20 @@ def quote(name: str) -> str:
     return _PREPARER.quote(name)
 
 
+def aliased(source: Table, name: str) -> Alias:
+    """``source`` under another name (``leads AS t``)."""
+    # Table.alias() builds an Alias (SQLAlchemy's docs say so), typed as the wider
+    # NamedFromClause, which update() and delete() do not take.
+    return cast(Alias, source.alias(name))
+
+
+def insert_target(source: Table) -> TableClause:
+    """``source`` as the target of an INSERT: its columns without their Python-side defaults,
+    which Core would otherwise add as parameters no caller passes (leaddb's callers send every
+    value, the database fills the rest)."""
+    return table(source.name, *(column(c.name, c.type) for c in source.columns))
+
+
 @dataclass(frozen=True)
 class TableShape:
     """What the generic repository needs to know about one table."""
@@ -77,10 +91,8 @@ class TableShape:
 
     @functools.cached_property
     def target(self) -> TableClause:
-        """The table as the target of an INSERT: its columns without their Python-side
-        defaults, which Core would otherwise add as parameters no caller passes (leaddb's
-        callers send every value, the database fills the rest)."""
-        return table(self.table.name, *(column(c.name, c.type) for c in self.table.columns))
+        """The table as the target of an INSERT (``insert_target``)."""
+        return insert_target(self.table)
 
     @functools.cached_property
     def column_names(self) -> frozenset[str]:
@@ -102,9 +114,7 @@ class TableShape:
 
     def alias(self, name: str) -> Alias:
         """The table under another name (``leads AS t``)."""
-        # Table.alias() builds an Alias (SQLAlchemy's docs say so), typed as the wider
-        # NamedFromClause, which update() and delete() do not take.
-        return cast(Alias, self.table.alias(name))
+        return aliased(self.table, name)
 
     def redacted(self, alias: NamedFromClause) -> ColumnElement[Any]:
         """``to_jsonb`` of a whole row of ``alias`` without its secret columns."""
