@@ -69,7 +69,11 @@ class ScoringEngine:
         """The organization's temperature bands (defaults: cold < 30 <= warm < 70 <= hot)."""
         uow = self._uow
         connection = await uow.statement_connection()
-        row = await run(connection.fetchrow, _SELECT_ORGANIZATION.text, uow.require_tenant())
+        row = await run(
+            connection.fetchrow,
+            _SELECT_ORGANIZATION.text,
+            *_SELECT_ORGANIZATION.args((uow.require_tenant(),)),
+        )
         if row is None:
             raise NotFoundError(Organization.__entity_name__, str(uow.tenant_id))
         return _organizations.one(row).temperature_thresholds()
@@ -126,7 +130,7 @@ class ScoringEngine:
         uow = self._uow
         tenant = uow.require_tenant()
         connection = await uow.statement_connection()
-        row = await run(connection.fetchrow, _SELECT_LEAD.text, tenant, key)
+        row = await run(connection.fetchrow, _SELECT_LEAD.text, *_SELECT_LEAD.args((tenant, key)))
         if row is None:
             raise NotFoundError(LEAD_ENTITY, str(key))
         lead = _leads.one(row)
