@@ -61,7 +61,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._audit_args("updated"))
         connection = await self._connection()
-        row = await run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql.text, *sql.args(args))
         return self._changed_row(key, row, expected_version)
 
     def _changed_row(self, key: uuid.UUID, row: Any, expected_version: int | None) -> ModelT:
@@ -102,7 +102,7 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._action_and_actor("updated"))
         connection = await self._connection()
-        rows = [dict(row) for row in await run(connection.fetch, sql, *args)]
+        rows = [dict(row) for row in await run(connection.fetch, sql.text, *sql.args(args))]
         changed = []
         for row in rows:
             del row["_unchanged"]
@@ -132,12 +132,13 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if audit:
             args.extend(self._audit_args("deleted"))
         connection = await self._connection()
-        row = await run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql.text, *sql.args(args))
         if row is None:
             if check:
-                actual = await run(
-                    connection.fetchval, statements.current_version(self._shape), *self._key(key)
+                version = self._statement(
+                    "current_version", lambda: statements.current_version(self._shape)
                 )
+                actual = await run(connection.fetchval, version.text, *version.args(self._key(key)))
                 if actual is not None:
                     raise StaleVersionError(self._shape.entity, key, expected_version or 0, actual)
             raise self._not_found(key)
@@ -179,10 +180,10 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
         if self.audited:
             args.extend(self._audit_args("deleted" if deleted else "restored"))
         connection = await self._connection()
-        row = await run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql.text, *sql.args(args))
         return self._changed_row(key, row, expected_version)
 
-    async def _upsert(self, data: CreateT, natural_key: Sequence[tuple[str, str]]) -> ModelT:
+    async def _upsert(self, data: CreateT, natural_key: Sequence[tuple[str, str | None]]) -> ModelT:
         """INSERT, or UPDATE the row with the same natural key with the fields set in ``data``
         (see ``change_statements.upsert_one``); a row that holds them already is not written."""
         values = self._insert_values(data)
@@ -200,11 +201,12 @@ class Repository(AppendOnlyRepository[ModelT, CreateT], Generic[ModelT, CreateT,
             # The statement says 'created' or 'updated' itself: no action parameter.
             args.extend((self._uow.actor_id, new_id()))
         connection = await self._connection()
-        row = await run(connection.fetchrow, sql, *args)
+        ordered = sql.args(args)
+        row = await run(connection.fetchrow, sql.text, *ordered)
         if row is None:
             # The row that conflicted was committed after the statement's snapshot: a second
             # statement sees it (and the first wrote nothing).
-            row = await run(connection.fetchrow, sql, *args)
+            row = await run(connection.fetchrow, sql.text, *ordered)
         data_row = dict(row)
         written = data_row.pop("_written")
         result: ModelT = self._hydrator.one(data_row)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table
+from sqlalchemy import Table, func, select
 
 from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidFilterError
@@ -33,6 +33,7 @@ from leaddb.models.base import new_id
 from leaddb.repositories.collector import CollectorPause
 from leaddb.rows.jsontext import pg_json_default
 from leaddb.sql import statements
+from leaddb.sql.compile import Positional, compile_positional
 
 if TYPE_CHECKING:
     from leaddb.repositories.inserts import AppendOnlyRepository
@@ -49,6 +50,9 @@ CHANGES_COLUMN = "_leaddb_changes"
 AUDIT_ID_COLUMN = "_leaddb_audit_id"
 """Another: each audit row's id, made here too (the SQL function costs the server ~3 us a row,
 on the batch's critical path; ``new_id`` costs Python less, while PostgreSQL works)."""
+
+# The transaction's clock, for the defaults of the rows of a batch.
+_NOW = compile_positional(select(func.now()), ())
 
 NOW = object()
 """Stands for the transaction's ``now()`` among a bulk insert's defaults."""
@@ -229,7 +233,7 @@ class CopiedInsert:
             if defaults is not None:
                 now = None
                 if NOW in defaults.values():
-                    now = await run(connection.fetchval, "SELECT now()")
+                    now = await run(connection.fetchval, _NOW.text)
                 self._filled = {
                     name: now if value is NOW else value for name, value in defaults.items()
                 }
@@ -257,7 +261,7 @@ class CopiedInsert:
         last = len(bounds) - 1
         for index in range(len(bounds)):
             await self._copy(chunk.records, columns)
-            inserting = asyncio.ensure_future(run(method, sql, *args))
+            inserting = asyncio.ensure_future(run(method, sql.text, *sql.args(args)))
             following: _Chunk | None = None
             try:
                 # One turn of the loop puts the statement on the wire; the Python work below
@@ -292,9 +296,10 @@ class CopiedInsert:
         by_id = {model.id: model for model in self._repository._hydrator.many(written)}
         return [by_id[id_] for id_ in chunk.ids]
 
-    def _insert_sql(self) -> str:
+    def _insert_sql(self) -> Positional:
         repository, columns, shape = self._repository, self._columns, self._shape
-        scratch, audit = self._scratch_name, repository.audited
+        audit = repository.audited
+        scratch = statements.scratch_table(shape, self._scratch, AUDIT_ID_COLUMN, CHANGES_COLUMN)
         if self._filled is None:
             return repository._statement(
                 ("insert_from", columns),

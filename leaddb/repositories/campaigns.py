@@ -7,10 +7,15 @@ from collections.abc import Collection
 from typing import ClassVar
 
 from pydantic import BaseModel
+from sqlalchemy import and_, any_, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidValueError
 from leaddb.models import (
+    ActivityAction,
+    ActivityLog,
     Campaign,
     CampaignCreate,
     CampaignLead,
@@ -18,39 +23,17 @@ from leaddb.models import (
     CampaignLeadStatus,
     CampaignLeadUpdate,
     CampaignUpdate,
+    Lead,
 )
+from leaddb.models.base import table_of
 from leaddb.repositories.base import Repository
 from leaddb.repositories.filters import keyword
 from leaddb.repositories.pagination import Page
 from leaddb.repositories.reads import as_uuid
+from leaddb.sql.compile import Positional, compile_positional, inline, param
+from leaddb.sql.statements import aliased, insert_target
 
 MAX_ENROLL = 50_000
-
-# One statement: enroll every live lead of the list that is not enrolled yet, and audit each.
-_ENROLL_SQL = """
-WITH w AS (
-    INSERT INTO campaign_leads (organization_id, id, campaign_id, lead_id, status)
-    SELECT $1, leaddb_uuid7(), c.id, l.id, 'enrolled'
-    FROM campaigns c
-    JOIN leads l ON l.organization_id = c.organization_id AND l.id = ANY($3::uuid[])
-    WHERE c.organization_id = $1 AND c.id = $2 AND c.deleted_at IS NULL AND l.deleted_at IS NULL
-    ORDER BY l.id
-    ON CONFLICT (organization_id, campaign_id, lead_id) DO NOTHING
-    RETURNING *
-), log AS (
-    INSERT INTO activity_logs (organization_id, id, actor_user_id, entity_type, entity_id,
-                               action, changes)
-    SELECT w.organization_id, leaddb_uuid7(), $4, 'campaign_lead', w.id, 'created',
-           jsonb_build_object('after', to_jsonb(w))
-    FROM w
-)
-SELECT * FROM w
-"""
-
-_FUNNEL_SQL = """
-SELECT status, count(*) AS n FROM campaign_leads
-WHERE organization_id = $1 AND campaign_id = $2 GROUP BY status
-"""
 
 
 class Funnel(BaseModel):
@@ -87,11 +70,8 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
         connection = await self._connection()
         rows = await run(
             connection.fetch,
-            _ENROLL_SQL,
-            self._uow.require_tenant(),
-            campaign,
-            ids,
-            self._uow.actor_id,
+            _ENROLL_SQL.text,
+            *_ENROLL_SQL.args((self._uow.require_tenant(), campaign, ids, self._uow.actor_id)),
         )
         enrolled = CampaignLeadRepository._hydrator.many(rows)
         self._uow.record_created("campaign_lead", [row.id for row in enrolled])
@@ -103,7 +83,11 @@ class CampaignRepository(Repository[Campaign, CampaignCreate, CampaignUpdate]):
         counts = dict.fromkeys(CampaignLeadStatus, 0)
         if campaign is not None:
             connection = await self._connection()
-            rows = await run(connection.fetch, _FUNNEL_SQL, self._uow.require_tenant(), campaign)
+            rows = await run(
+                connection.fetch,
+                _FUNNEL_SQL.text,
+                *_FUNNEL_SQL.args((self._uow.require_tenant(), campaign)),
+            )
             for row in rows:
                 counts[CampaignLeadStatus(row["status"])] = int(row["n"])
         return Funnel(campaign_id=campaign or uuid.UUID(int=0), counts=counts)
@@ -119,3 +103,71 @@ class CampaignLeadRepository(Repository[CampaignLead, CampaignLeadCreate, Campai
         self, campaign_id: uuid.UUID, *, limit: int = 50, after: str | None = None
     ) -> Page[CampaignLead]:
         return await self.list(keyword("campaign_id", campaign_id), limit=limit, after=after)
+
+
+def _enroll() -> Positional:
+    """One statement: enroll every live lead of the list that is not enrolled yet, and audit
+    each. Parameters: tenant, campaign, the lead ids, the actor."""
+    shape = CampaignLeadRepository._shape
+    enrollments = shape.table
+    c = aliased(table_of(Campaign), "c")
+    lead = aliased(table_of(Lead), "l")
+    tenant = param("tenant", c.c.organization_id.type)
+    chosen = and_(
+        lead.c.organization_id == c.c.organization_id,
+        lead.c.id == any_(param("ids", ARRAY(lead.c.id.type))),
+    )
+    rows = (
+        select(
+            tenant,
+            func.leaddb_uuid7(),
+            c.c.id,
+            lead.c.id,
+            inline(CampaignLeadStatus.ENROLLED.value),
+        )
+        .select_from(c.join(lead, chosen))
+        .where(
+            c.c.organization_id == tenant,
+            c.c.id == param("campaign", c.c.id.type),
+            c.c.deleted_at.is_(None),
+            lead.c.deleted_at.is_(None),
+        )
+        .order_by(lead.c.id)
+    )
+    target = insert_target(enrollments)
+    names = ["organization_id", "id", "campaign_id", "lead_id", "status"]
+    written = (
+        pg_insert(target)
+        .from_select(names, rows)
+        .on_conflict_do_nothing(index_elements=["organization_id", "campaign_id", "lead_id"])
+        .returning(*target.c)
+        .cte("w")
+    )
+    log = shape.audit_rows(
+        written,
+        written,
+        action=inline(ActivityAction.CREATED.value),
+        actor=param("actor", table_of(ActivityLog).c.actor_user_id.type),
+        changes=func.jsonb_build_object(inline("after"), shape.redacted(written)),
+        audit_id=func.leaddb_uuid7(),
+    ).cte("log")
+    statement = select(*written.c).add_cte(log)
+    return compile_positional(statement, ("tenant", "campaign", "ids", "actor"))
+
+
+def _funnel() -> Positional:
+    """Enrollments by status; parameters: tenant, campaign."""
+    enrollments = table_of(CampaignLead)
+    statement = (
+        select(enrollments.c.status, func.count().label("n"))
+        .where(
+            enrollments.c.organization_id == param("tenant", enrollments.c.organization_id.type),
+            enrollments.c.campaign_id == param("campaign", enrollments.c.campaign_id.type),
+        )
+        .group_by(enrollments.c.status)
+    )
+    return compile_positional(statement, ("tenant", "campaign"))
+
+
+_ENROLL_SQL = _enroll()
+_FUNNEL_SQL = _funnel()

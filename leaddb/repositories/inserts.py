@@ -28,6 +28,7 @@ from leaddb.repositories.guard import check_values
 from leaddb.repositories.reads import ModelT, ReadRepository
 from leaddb.rows.jsontext import pg_json_default
 from leaddb.sql import statements
+from leaddb.sql.compile import Positional
 
 if TYPE_CHECKING:
     from leaddb.repositories.work import Connection
@@ -70,7 +71,7 @@ def _field_values(payload: BaseModel, *, exclude_unset: bool) -> dict[str, Any]:
 @functools.cache
 def _insert_plan(
     shape: statements.TableShape, columns: tuple[str, ...], audited: bool
-) -> tuple[str, dict[str, Any] | None]:
+) -> tuple[Positional, dict[str, Any] | None]:
     """create()'s statement for these columns, and the constant defaults of the others when the
     audit image is built in Python (None: the statement builds it with ``to_jsonb``)."""
     defaults = bulk_defaults(shape.table, columns) if audited else None
@@ -149,7 +150,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             if constants is not None:
                 args.append(audit_image({**constants, **values}).decode())
         connection = await self._connection()
-        row = await run(connection.fetchrow, sql, *args)
+        row = await run(connection.fetchrow, sql.text, *sql.args(args))
         created: ModelT = self._hydrator.one(row)
         self._uow.record_created(self._shape.entity, (row["id"],))
         return created
@@ -191,8 +192,9 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             lambda: statements.insert_from(
                 self._shape,
                 columns,
-                statements.json_rows_source(self._shape, 3 if self.audited else 1),
+                statements.json_rows(self._shape),
                 audit=self.audited,
+                source_parameters=("rows",),
             ),
         )
         try:
@@ -200,7 +202,8 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         except TypeError as error:
             raise InvalidValueError(f"{self._shape.entity}: not storable: {error}") from None
         args: list[Any] = list(self._action_and_actor("created")) if self.audited else []
-        written = self._hydrator.many(await run(connection.fetch, sql, *args, document.decode()))
+        args.append(document.decode())
+        written = self._hydrator.many(await run(connection.fetch, sql.text, *sql.args(args)))
         # RETURNING promises no order; give the rows back in the caller's.
         by_id = {row.id: row for row in written}
         self._uow.record_created(self._shape.entity, by_id)

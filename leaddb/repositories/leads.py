@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import JsonValue
-from sqlalchemy import ColumnElement, Table, func, or_, select
+from sqlalchemy import ColumnElement, Table, func, or_, select, update
 
 from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidFilterError
@@ -33,6 +33,7 @@ from leaddb.models import (
     User,
     lead_search_condition,
 )
+from leaddb.models.base import table_of
 from leaddb.repositories.base import AppendOnlyRepository, Repository
 from leaddb.repositories.filters import (
     MAX_SEARCH_LENGTH,
@@ -46,7 +47,8 @@ from leaddb.repositories.filters import (
 )
 from leaddb.repositories.pagination import Page
 from leaddb.repositories.reads import as_uuid
-from leaddb.sql.compile import compile_sql
+from leaddb.sql.compile import Positional, compile_cached, compile_positional, param
+from leaddb.sql.statements import insert_target
 
 if TYPE_CHECKING:
     from leaddb.repositories.communications import CommunicationRepository
@@ -171,7 +173,7 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         A soft-deleted lead with that email comes back to life with the new values. When every
         field set holds its value already, nothing is written: the same version, no audit row.
         """
-        return await self._upsert(data, [("email", "lower({})")])
+        return await self._upsert(data, [("email", "lower")])
 
     async def owners(self, leads: Sequence[Lead]) -> dict[uuid.UUID, User]:
         """The owners of ``leads``, by user id, in one statement: a page of leads and their
@@ -192,9 +194,9 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
             func.lower(table.c.email) == email.lower(),
             table.c.deleted_at.is_(None),
         )
-        compiled = compile_sql(statement)
+        compiled, args = compile_cached(statement)
         connection = await self._connection()
-        row = await run(connection.fetchrow, compiled.text, *compiled.args({}))
+        row = await run(connection.fetchrow, compiled.text, *args)
         return None if row is None else self._hydrator.one(row)
 
     async def search(self, terms: str, *, limit: int = 20) -> builtins.list[Lead]:
@@ -240,11 +242,8 @@ class LeadRepository(Repository[Lead, LeadCreate, LeadUpdate]):
         connection = await self._connection()
         changed = await run(
             connection.fetchval,
-            "UPDATE leads SET last_engagement_at = $3 WHERE organization_id = $1 AND id = $2 "
-            "AND (last_engagement_at IS NULL OR last_engagement_at < $3) RETURNING id",
-            self._uow.require_tenant(),
-            communication.lead_id,
-            moment,
+            _ENGAGED.text,
+            *_ENGAGED.args((self._uow.require_tenant(), communication.lead_id, moment)),
         )
         if changed is not None:
             self._written(communication.lead_id)
@@ -268,9 +267,9 @@ class LeadNoteRepository(Repository[LeadNote, LeadNoteCreate, LeadNoteUpdate]):
             .order_by(table.c.is_pinned.desc(), table.c.created_at.desc(), table.c.id.desc())
             .limit(limit)
         )
-        compiled = compile_sql(statement)
+        compiled, args = compile_cached(statement)
         connection = await self._connection()
-        rows = await run(connection.fetch, compiled.text, *compiled.args({}))
+        rows = await run(connection.fetch, compiled.text, *args)
         return self._hydrator.many(rows)
 
 
@@ -287,10 +286,8 @@ class LeadAssignmentRepository(
         connection = await self._connection()
         row = await run(
             connection.fetchrow,
-            "SELECT id FROM lead_assignments WHERE organization_id = $1 AND lead_id = $2 "
-            "AND unassigned_at IS NULL FOR UPDATE",
-            self._uow.require_tenant(),
-            lead_id,
+            _ACTIVE_ASSIGNMENT.text,
+            *_ACTIVE_ASSIGNMENT.args((self._uow.require_tenant(), lead_id)),
         )
         if row is None:
             return None
@@ -314,3 +311,41 @@ class LeadScoreHistoryRepository(AppendOnlyRepository[LeadScoreHistory, LeadScor
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _engaged() -> Positional:
+    """Move a lead's last engagement forward (never back); parameters: tenant, lead, moment.
+    No new version and no ``updated_at``: the table without Core's update defaults."""
+    leads = insert_target(table_of(Lead))
+    moment = param("moment", leads.c.last_engagement_at.type)
+    last = leads.c.last_engagement_at
+    statement = (
+        update(leads)
+        .values(last_engagement_at=moment)
+        .where(
+            leads.c.organization_id == param("tenant", leads.c.organization_id.type),
+            leads.c.id == param("lead", leads.c.id.type),
+            or_(last.is_(None), last < moment),
+        )
+        .returning(leads.c.id)
+    )
+    return compile_positional(statement, ("tenant", "lead", "moment"))
+
+
+def _active_assignment() -> Positional:
+    """The id of a lead's active assignment, locked; parameters: tenant, lead."""
+    assignments = table_of(LeadAssignment)
+    statement = (
+        select(assignments.c.id)
+        .where(
+            assignments.c.organization_id == param("tenant", assignments.c.organization_id.type),
+            assignments.c.lead_id == param("lead", assignments.c.lead_id.type),
+            assignments.c.unassigned_at.is_(None),
+        )
+        .with_for_update()
+    )
+    return compile_positional(statement, ("tenant", "lead"))
+
+
+_ENGAGED = _engaged()
+_ACTIVE_ASSIGNMENT = _active_assignment()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from leaddb.connections.driver_errors import run
 from leaddb.models import Organization, OrganizationCreate, OrganizationUpdate
 from leaddb.repositories.base import Repository
-from leaddb.sql.compile import compile_sql
+from leaddb.sql.compile import compile_cached
 
 
 class OrganizationRepository(Repository[Organization, OrganizationCreate, OrganizationUpdate]):
@@ -56,7 +56,7 @@ class OrganizationRepository(Repository[Organization, OrganizationCreate, Organi
     async def get_by_slug(self, slug: str) -> Organization | None:
         """The organization with this slug."""
         table = self.table
-        compiled = compile_sql(select(*table.c).where(table.c.slug == slug))
+        compiled, args = compile_cached(select(*table.c).where(table.c.slug == slug))
         connection = await self._connection()
-        row = await run(connection.fetchrow, compiled.text, *compiled.args({}))
+        row = await run(connection.fetchrow, compiled.text, *args)
         return None if row is None else self._hydrator.one(row)

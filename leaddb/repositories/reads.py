@@ -11,7 +11,7 @@ import builtins
 import enum
 import hashlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from leaddb.repositories.work import Connection, Work
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
+StatementT = TypeVar("StatementT")
 
 
 ENTITY_OF_TABLE: dict[str, str] = {}
@@ -160,7 +161,7 @@ class ReadRepository(Generic[ModelT]):
     _select_all: ClassVar[dict[bool, Select[Any]]]
     _codec: ClassVar[RowCodec[Any]]
     cacheable: ClassVar[bool] = True
-    _sql: ClassVar[dict[object, str]]
+    _sql: ClassVar[dict[object, Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -198,7 +199,8 @@ class ReadRepository(Generic[ModelT]):
     def table(self) -> Table:
         return self._shape.table
 
-    def _statement(self, key: object, build: Any) -> str:
+    def _statement(self, key: object, build: Callable[[], StatementT]) -> StatementT:
+        """The statement of one shape (``key``), built and compiled on its first use only."""
         cache = self._sql
         sql = cache.get(key)
         if sql is None:
@@ -256,7 +258,7 @@ class ReadRepository(Generic[ModelT]):
             lambda: statements.select_by_key(self._shape, include_deleted=include_deleted),
         )
         connection = await self._connection()
-        row: Record | None = await run(connection.fetchrow, sql, *self._key(key))
+        row: Record | None = await run(connection.fetchrow, sql.text, *sql.args(self._key(key)))
         return row
 
     async def get_one(self, id: uuid.UUID, *, include_deleted: bool = False) -> ModelT:
@@ -321,7 +323,7 @@ class ReadRepository(Generic[ModelT]):
         if self._shape.tenant_scoped:
             params.insert(0, self._uow.require_tenant())
         connection = await self._connection()
-        rows: builtins.list[Record] = await run(connection.fetch, sql, *params)
+        rows: builtins.list[Record] = await run(connection.fetch, sql.text, *sql.args(params))
         return rows
 
     def _base_select(self, filters: Sequence[Filter], include_deleted: bool) -> Select[Any]:

@@ -5,19 +5,35 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
+from sqlalchemy import select
+
 from leaddb.connections.driver_errors import run
 from leaddb.models import LeadScoringRule, LeadScoringRuleCreate, LeadScoringRuleUpdate
+from leaddb.models.base import table_of
 from leaddb.repositories.base import Repository
 from leaddb.repositories.filters import Eq
 from leaddb.repositories.reads import as_uuid
+from leaddb.sql.compile import Positional, compile_positional, param
 
 _CONDITION = frozenset({"field", "operator", "value"})
+
+
 # The row lock keeps a concurrent patch of another part of the condition from landing between
 # this check and the write (each patch alone valid, the two together not).
-_LOCK_RULE = (
-    "SELECT name, field, operator, value, points FROM lead_scoring_rules "
-    "WHERE organization_id = $1 AND id = $2 FOR NO KEY UPDATE"
-)
+def _lock_rule() -> Positional:
+    rules = table_of(LeadScoringRule)
+    statement = (
+        select(rules.c.name, rules.c.field, rules.c.operator, rules.c.value, rules.c.points)
+        .where(
+            rules.c.organization_id == param("tenant", rules.c.organization_id.type),
+            rules.c.id == param("id", rules.c.id.type),
+        )
+        .with_for_update(key_share=True)
+    )
+    return compile_positional(statement, ("tenant", "id"))
+
+
+_LOCK_RULE = _lock_rule()
 
 
 class LeadScoringRuleRepository(
@@ -47,7 +63,11 @@ class LeadScoringRuleRepository(
             if key is None:
                 raise self._not_found(id)
             connection = await self._connection()
-            row = await run(connection.fetchrow, _LOCK_RULE, self._uow.require_tenant(), key)
+            row = await run(
+                connection.fetchrow,
+                _LOCK_RULE.text,
+                *_LOCK_RULE.args((self._uow.require_tenant(), key)),
+            )
             if row is None:
                 raise self._not_found(key)
             merged = dict(row)

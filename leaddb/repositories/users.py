@@ -15,7 +15,7 @@ from leaddb.passwords import hash_password, verify_password
 from leaddb.repositories.base import Repository
 from leaddb.repositories.reads import as_uuid
 from leaddb.rows.hydrate import Hydrator
-from leaddb.sql.compile import compile_sql
+from leaddb.sql.compile import compile_cached
 
 if TYPE_CHECKING:
     from leaddb.repositories.work import Work
@@ -71,9 +71,9 @@ class UserRepository(Repository[User, UserCreate, UserUpdate]):
             table.c.organization_id == self._uow.require_tenant(),
             func.lower(table.c.email) == email.lower(),
         )
-        compiled = compile_sql(statement)
+        compiled, args = compile_cached(statement)
         connection = await self._connection()
-        row = await run(connection.fetchrow, compiled.text, *compiled.args({}))
+        row = await run(connection.fetchrow, compiled.text, *args)
         return None if row is None else self._hydrator.one(row)
 
 
@@ -89,9 +89,9 @@ class PlatformUserRepository:
         self._uow = uow
 
     async def _rows(self, statement: Select[Any]) -> list[User]:
-        compiled = compile_sql(statement)
+        compiled, args = compile_cached(statement)
         connection = await self._uow.statement_connection()
-        rows = await run(connection.fetch, compiled.text, *compiled.args({}))
+        rows = await run(connection.fetch, compiled.text, *args)
         return self._hydrator.many(rows)
 
     async def get(self, user_id: uuid.UUID) -> User | None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from pydantic import BaseModel, JsonValue
+from sqlalchemy import ColumnElement, and_, extract, func, select
 
 from leaddb.connections.driver_errors import run
 from leaddb.errors import InvalidValueError
@@ -19,22 +20,43 @@ from leaddb.models import (
     WorkflowExecutionUpdate,
     WorkflowUpdate,
 )
+from leaddb.models.base import table_of
 from leaddb.repositories.base import Repository
+from leaddb.sql.compile import Positional, compile_positional, inline, param
+from leaddb.sql.statements import aliased
 
-_STATS_SQL = """
-SELECT w.id AS workflow_id, w.name,
-       count(e.id) AS executions,
-       count(e.id) FILTER (WHERE e.status = 'succeeded') AS succeeded,
-       count(e.id) FILTER (WHERE e.status = 'failed') AS failed,
-       avg(extract(epoch FROM e.finished_at - e.started_at))
-           FILTER (WHERE e.finished_at IS NOT NULL AND e.started_at IS NOT NULL)
-           AS mean_duration_seconds
-FROM workflows w
-LEFT JOIN workflow_executions e ON e.organization_id = w.organization_id AND e.workflow_id = w.id
-WHERE w.organization_id = $1
-GROUP BY w.id, w.name
-ORDER BY w.name, w.id
-"""
+
+def _stats() -> Positional:
+    w = aliased(table_of(Workflow), "w")
+    e = aliased(table_of(WorkflowExecution), "e")
+
+    def with_status(status: WorkflowExecutionStatus) -> ColumnElement[int]:
+        return func.count(e.c.id).filter(e.c.status == inline(status.value))
+
+    finished = and_(e.c.finished_at.is_not(None), e.c.started_at.is_not(None))
+    duration = func.avg(extract("epoch", e.c.finished_at - e.c.started_at)).filter(finished)
+    statement = (
+        select(
+            w.c.id.label("workflow_id"),
+            w.c.name,
+            func.count(e.c.id).label("executions"),
+            with_status(WorkflowExecutionStatus.SUCCEEDED).label("succeeded"),
+            with_status(WorkflowExecutionStatus.FAILED).label("failed"),
+            duration.label("mean_duration_seconds"),
+        )
+        .select_from(
+            w.outerjoin(
+                e, and_(e.c.organization_id == w.c.organization_id, e.c.workflow_id == w.c.id)
+            )
+        )
+        .where(w.c.organization_id == param("tenant", w.c.organization_id.type))
+        .group_by(w.c.id, w.c.name)
+        .order_by(w.c.name, w.c.id)
+    )
+    return compile_positional(statement, ("tenant",))
+
+
+_STATS_SQL = _stats()
 
 FINAL_STATUSES = frozenset(
     {
@@ -69,7 +91,9 @@ class WorkflowRepository(Repository[Workflow, WorkflowCreate, WorkflowUpdate]):
     async def stats(self) -> list[WorkflowStats]:
         """Executions, success rate and mean duration of every workflow."""
         connection = await self._connection()
-        rows = await run(connection.fetch, _STATS_SQL, self._uow.require_tenant())
+        rows = await run(
+            connection.fetch, _STATS_SQL.text, *_STATS_SQL.args((self._uow.require_tenant(),))
+        )
         return [
             WorkflowStats(
                 workflow_id=row["workflow_id"],

@@ -20,18 +20,18 @@ from pydantic import JsonValue
 from leaddb.connections.driver_errors import run
 from leaddb.errors import NotFoundError
 from leaddb.models import Lead, LeadBase, LeadScoreHistory, LeadScoringRule, Organization
-from leaddb.models.base import table_of
 from leaddb.models.organization import TemperatureThresholds
 from leaddb.repositories.reads import as_uuid
 from leaddb.rows.hydrate import Hydrator
 from leaddb.scoring.evaluate import ScoringRules, score_lead, utc_now
 from leaddb.scoring.results import LeadRescore, RescoreSummary, ScoreResult
 from leaddb.scoring.sql import (
-    ORGANIZATION_AUDIT,
+    organization_audit,
     rescore_lead_statement,
     rescore_organization_statement,
+    select_lead,
+    select_organization,
 )
-from leaddb.sql.statements import quote
 
 if TYPE_CHECKING:
     from leaddb.repositories.scoring_rules import LeadScoringRuleRepository
@@ -47,15 +47,11 @@ RESCORE_ORGANIZATION_REASON = "rescore_organization"
 
 _leads = Hydrator(Lead)
 _organizations = Hydrator(Organization)
-_lead_columns = ", ".join(f"t.{quote(column.name)}" for column in table_of(Lead).columns)
-_organization_columns = ", ".join(quote(column.name) for column in table_of(Organization).columns)
-_SELECT_LEAD = (
-    f"SELECT {_lead_columns} FROM leads t WHERE t.organization_id = $1 "  # noqa: S608
-    "AND t.id = $2 AND t.deleted_at IS NULL FOR NO KEY UPDATE"
-)
-_SELECT_ORGANIZATION = f"SELECT {_organization_columns} FROM organizations WHERE id = $1"  # noqa: S608
-_RESCORE_LEAD = rescore_lead_statement(_lead_columns, audit=False)
-_RESCORE_LEAD_AUDITED = rescore_lead_statement(_lead_columns, audit=True)
+_SELECT_LEAD = select_lead()
+_SELECT_ORGANIZATION = select_organization()
+_RESCORE_LEAD = rescore_lead_statement(audit=False)
+_RESCORE_LEAD_AUDITED = rescore_lead_statement(audit=True)
+_ORGANIZATION_AUDIT = organization_audit()
 
 
 class ScoringEngine:
@@ -73,7 +69,11 @@ class ScoringEngine:
         """The organization's temperature bands (defaults: cold < 30 <= warm < 70 <= hot)."""
         uow = self._uow
         connection = await uow.statement_connection()
-        row = await run(connection.fetchrow, _SELECT_ORGANIZATION, uow.require_tenant())
+        row = await run(
+            connection.fetchrow,
+            _SELECT_ORGANIZATION.text,
+            *_SELECT_ORGANIZATION.args((uow.require_tenant(),)),
+        )
         if row is None:
             raise NotFoundError(Organization.__entity_name__, str(uow.tenant_id))
         return _organizations.one(row).temperature_thresholds()
@@ -130,7 +130,7 @@ class ScoringEngine:
         uow = self._uow
         tenant = uow.require_tenant()
         connection = await uow.statement_connection()
-        row = await run(connection.fetchrow, _SELECT_LEAD, tenant, key)
+        row = await run(connection.fetchrow, _SELECT_LEAD.text, *_SELECT_LEAD.args((tenant, key)))
         if row is None:
             raise NotFoundError(LEAD_ENTITY, str(key))
         lead = _leads.one(row)
@@ -158,7 +158,7 @@ class ScoringEngine:
             }
             args += [uow.actor_id, orjson.dumps(changes).decode()]
         sql = _RESCORE_LEAD_AUDITED if audit else _RESCORE_LEAD
-        written = await run(connection.fetchrow, sql, *args)
+        written = await run(connection.fetchrow, sql.text, *sql.args(args))
         if written is None:  # cannot happen while the row lock is held
             raise NotFoundError(LEAD_ENTITY, str(key))
         data = dict(written)
@@ -227,10 +227,8 @@ class ScoringEngine:
         }
         audit_id = await run(
             connection.fetchval,
-            ORGANIZATION_AUDIT,
-            tenant,
-            uow.actor_id,
-            orjson.dumps(changes).decode(),
+            _ORGANIZATION_AUDIT.text,
+            *_ORGANIZATION_AUDIT.args((tenant, uow.actor_id, orjson.dumps(changes).decode())),
         )
         uow.record_created(AUDIT_ENTITY, (audit_id,))
         return summary

@@ -2,20 +2,45 @@
 delete and restore, hard delete, upsert; built once per table and per patch shape.
 
 Like the inserts (leaddb.sql.statements), each is one statement whose data-modifying CTE
-writes the audit row with the change, and every value is a ``$n`` parameter.
+writes the audit row with the change. Each is a SQLAlchemy Core construct over the models'
+tables, compiled once to asyncpg's ``$n`` form (``compile_positional``); the repository keeps
+the compiled text per shape, so a call costs a dict lookup. Each builder names its parameters
+in the order its caller passes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from leaddb.sql.statements import (
-    AUDIT_TABLE,
-    SECRET_COLUMNS,
-    TableShape,
-    audit_insert,
-    quote,
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    any_,
+    case,
+    cast,
+    delete,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    tuple_,
+    union_all,
+    update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from leaddb.sql.compile import Positional, compile_positional, inline, param
+from leaddb.sql.statements import SECRET_COLUMNS, TableShape, audit_param
+
+_AUDIT_PARAMS = ("action", "actor", "audit_id")
 
 
 def update_one(
@@ -25,44 +50,42 @@ def update_one(
     audit: bool,
     check_version: bool,
     many: bool = False,
-) -> str:
+) -> Positional:
     """UPDATE one live row by key with ``fields`` (each a parameter).
 
-    Parameters: the key (1 or 2), then each field, then the expected version (when checked),
-    then action, actor and the audit row's id. A row whose fields already hold those values is
-    not written: no new version, no audit row. The result has one row when the key exists and
-    is live (see ``_locked_update``); ``many``: one per live row, changed or not.
+    Parameters: the key (tenant and id, or id), then each field, then the expected version
+    (when checked), then action, actor and the audit row's id. A row whose fields already hold
+    those values is not written: no new version, no audit row. The result has one row when the
+    key exists and is live (see ``_locked_update``); ``many``: one per live row, changed or not.
     """
-    k = shape.key_params
-    assignments = [f"{quote(name)} = ${k + index}" for index, name in enumerate(fields, 1)]
+    table = shape.table
+    values = {name: param(f"v{index}", table.c[name].type) for index, name in enumerate(fields)}
     return _locked_update(
         shape,
-        fields,
-        assignments,
-        first_free=k + len(fields) + 1,
+        values,
         audit=audit,
         check_version=check_version,
         state="live",
         many=many,
-        compare=[f"${k + index}" for index in range(1, len(fields) + 1)],
+        compare=True,
     )
 
 
-def soft_delete(shape: TableShape, *, deleted: bool, audit: bool, check_version: bool) -> str:
+def soft_delete(
+    shape: TableShape, *, deleted: bool, audit: bool, check_version: bool
+) -> Positional:
     """Set (or clear) ``deleted_at`` of one row; parameters as ``update_one`` without fields."""
-    value = "now()" if deleted else "NULL"
+    value: ColumnElement[Any] = func.now() if deleted else null()
     return _locked_update(
         shape,
-        ("deleted_at",),
-        [f"deleted_at = {value}"],
-        first_free=shape.key_params + 1,
+        {"deleted_at": value},
         audit=audit,
         check_version=check_version,
         state="live" if deleted else "deleted",
     )
 
 
-def update_many(shape: TableShape, fields: Sequence[str], *, audit: bool) -> str:
+def update_many(shape: TableShape, fields: Sequence[str], *, audit: bool) -> Positional:
     """UPDATE the live rows whose ids are in an array with ``fields``, in one statement.
 
     Parameters: the tenant (when tenant-scoped), the id array, each field, then action and
@@ -75,117 +98,132 @@ def update_many(shape: TableShape, fields: Sequence[str], *, audit: bool) -> str
 
 def _locked_update(
     shape: TableShape,
-    fields: Sequence[str],
-    assignments: list[str],
+    values: Mapping[str, ColumnElement[Any]],
     *,
-    first_free: int,
     audit: bool,
     check_version: bool,
     state: str,
     many: bool = False,
-    compare: Sequence[str] = (),
-) -> str:
-    """The statement of a change to locked rows. With ``compare`` (the new values of
-    ``fields``), a row that holds them already is left alone.
+    compare: bool = False,
+) -> Positional:
+    """The statement of a change to locked rows, setting each column of ``values``. With
+    ``compare`` (``values`` are the new values), a row that holds them already is left alone.
 
     One row (``many``: one per live row) with the row's columns, ``_written`` (the row was
     changed), ``_unchanged`` (it was not, because it held the values already) and, unless
     ``many``, ``_current_version``: a row neither written nor unchanged failed the version
     check, and its columns are all NULL.
     """
-    assignments = list(assignments)
-    if shape.versioned:
-        assignments.append("version = t.version + 1")
-    if shape.has_updated_at:
-        assignments.append("updated_at = now()")
-    next_param = first_free
-    version_check = ""
-    if check_version:
-        version_check = f" AND t.version = ${next_param}"
-        next_param += 1
-    condition = (
-        {
-            "live": " AND o.deleted_at IS NULL",
-            "deleted": " AND o.deleted_at IS NOT NULL",
-        }.get(state, "")
-        if shape.soft_delete
-        else ""
-    )
-    old_columns = shape.select_list("o")
-    same = ""
-    if compare:
-        mine = ", ".join(f"t.{quote(name)}" for name in fields)
-        same = f" AND ROW({mine}) IS DISTINCT FROM ROW({', '.join(compare)})"
+    table = shape.table
+    o, t = shape.alias("o"), shape.alias("t")
+    fields = list(values)
     if many:
-        ids = "$2" if shape.tenant_scoped else "$1"
-        tenant = "o.organization_id = $1 AND " if shape.tenant_scoped else ""
-        key = f"{tenant}o.id = ANY({ids}::uuid[])"
-        lock = " ORDER BY o.id FOR NO KEY UPDATE"
+        tenant = ("tenant",) if shape.tenant_scoped else ()
+        parameters: list[str] = [*tenant, "ids"]
+        ids = param("ids", ARRAY(table.c.id.type))
+        key = o.c.id == any_(ids)
+        if shape.tenant_scoped:
+            key = and_(o.c.organization_id == param("tenant", table.c.organization_id.type), key)
     else:
-        key, lock = shape.key_condition("o", 1), " FOR NO KEY UPDATE"
+        parameters = list(shape.key_names)
+        key = shape.key_clause(o)
+    parameters += [f"v{index}" for index in range(len(fields))] if compare else []
     # The lock the UPDATE takes anyway (no key column changes), taken first so that ``old`` is
     # the version the UPDATE replaces; unlike FOR UPDATE it lets rows that reference this one
     # be inserted meanwhile.
-    old = f"SELECT {old_columns} FROM {shape.name} o WHERE {key}{condition}{lock}"
-    join = (
-        "t.organization_id = old.organization_id AND t.id = old.id"
-        if shape.tenant_scoped
-        else "t.id = old.id"
-    )
-    written = (
-        f"UPDATE {shape.name} t SET {', '.join(assignments)} FROM old "
-        f"WHERE {join}{version_check}{same} RETURNING {shape.select_list('t')}"
-    )
-    current = "old.version" if shape.versioned else "NULL::int"
-    parts = [f"old AS ({old})", f"w AS ({written})"]
+    locked = select(*o.c).where(key)
+    if shape.soft_delete:
+        deleted_at = o.c.deleted_at
+        locked = locked.where(deleted_at.is_(None) if state == "live" else deleted_at.is_not(None))
+    if many:
+        locked = locked.order_by(o.c.id)
+    old = locked.with_for_update(key_share=True).cte("old")
+
+    assignments: list[tuple[Any, Any]] = [(t.c[name], value) for name, value in values.items()]
+    if shape.versioned:
+        assignments.append((t.c.version, t.c.version + inline(1)))
+    if shape.has_updated_at:
+        assignments.append((t.c.updated_at, func.now()))
+    if shape.tenant_scoped:
+        same_row = and_(t.c.organization_id == old.c.organization_id, t.c.id == old.c.id)
+    else:
+        same_row = t.c.id == old.c.id
+    conditions: list[ColumnElement[bool]] = [same_row]
+    expected = param("expected_version", Integer())
+    if check_version:
+        conditions.append(t.c.version == expected)
+        parameters.append("expected_version")
+    if compare:
+        conditions.append(
+            tuple_(*(t.c[name] for name in fields)).is_distinct_from(tuple_(*values.values()))
+        )
+    written = update(t).ordered_values(*assignments).where(*conditions).returning(*t.c).cte("w")
+
+    log = None
     if audit:
         visible = [name for name in fields if name not in SECRET_COLUMNS]
-        before = ", ".join(f"'{name}', old.{quote(name)}" for name in visible)
-        after = ", ".join(f"'{name}', w.{quote(name)}" for name in visible)
-        changes = (
-            f"jsonb_build_object('before', jsonb_build_object({before}), "
-            f"'after', jsonb_build_object({after}))"
-        )
-        source = "w JOIN old ON old.id = w.id"
-        audit_id = "leaddb_uuid7()" if many else f"${next_param + 2}::uuid"
-        log = audit_insert(shape, source, next_param, next_param + 1, changes, id_sql=audit_id)
-        parts.append(f"log AS ({log})")
-    written_columns = ", ".join(f"w.{quote(name)}" for name in shape.columns)
-    old_values = ", ".join(f"old.{quote(name)}" for name in shape.columns)
+        before = func.jsonb_build_object(*(e for n in visible for e in (inline(n), old.c[n])))
+        after = func.jsonb_build_object(*(e for n in visible for e in (inline(n), written.c[n])))
+        changes = func.jsonb_build_object(inline("before"), before, inline("after"), after)
+        log = shape.audit_rows(
+            written,
+            written.join(old, old.c.id == written.c.id),
+            action=audit_param("action"),
+            actor=audit_param("actor"),
+            changes=changes,
+            audit_id=func.leaddb_uuid7() if many else audit_param("audit_id"),
+        ).cte("log")
+        parameters += ["action", "actor"] if many else list(_AUDIT_PARAMS)
+
     if many:
-        return (
-            f"WITH {', '.join(parts)} SELECT {written_columns}, true AS _written, "
-            "false AS _unchanged FROM w UNION ALL "
-            f"SELECT {old_values}, false, true FROM old "
-            "WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.id = old.id)"
+        result = union_all(
+            select(*written.c, true().label("_written"), false().label("_unchanged")),
+            select(*old.c, false(), true()).where(
+                ~exists().select_from(written).where(written.c.id == old.c.id)
+            ),
         )
-    # Locked and live, a row the UPDATE skipped either held the values already or failed the
-    # version check.
-    version_ok = f"old.version = ${first_free}" if check_version else "true"
-    nulls = ", ".join(["NULL"] * len(shape.columns))
-    return (
-        f"WITH {', '.join(parts)} "
-        f"SELECT {written_columns}, {current} AS _current_version, true AS _written, "
-        "false AS _unchanged FROM old JOIN w ON true UNION ALL "
-        f"SELECT {old_values}, {current}, false, true FROM old "
-        f"WHERE NOT EXISTS (SELECT 1 FROM w) AND {version_ok} UNION ALL "
-        f"SELECT {nulls}, {current}, false, false FROM old "
-        f"WHERE NOT EXISTS (SELECT 1 FROM w) AND NOT ({version_ok})"
-    )
+    else:
+        # Locked and live, a row the UPDATE skipped either held the values already or failed
+        # the version check.
+        version_ok = old.c.version == expected if check_version else true()
+        current = old.c.version if shape.versioned else cast(null(), Integer)
+        nothing_written = ~exists().select_from(written)
+        result = union_all(
+            select(
+                *written.c,
+                current.label("_current_version"),
+                true().label("_written"),
+                false().label("_unchanged"),
+            ).select_from(old.join(written, true())),
+            select(*old.c, current.label("_current_version"), false(), true()).where(
+                nothing_written, version_ok
+            ),
+            select(
+                *(null().label(name) for name in shape.columns),
+                current.label("_current_version"),
+                false(),
+                false(),
+            )
+            .select_from(old)
+            .where(nothing_written, not_(version_ok)),
+        )
+    if log is not None:
+        result = result.add_cte(log)
+    return compile_positional(result, parameters)
 
 
 def upsert_one(
     shape: TableShape,
     columns: Sequence[str],
-    natural_key: Sequence[tuple[str, str]],
+    natural_key: Sequence[tuple[str, str | None]],
     *,
     audit: bool,
     updated: Sequence[str] | None = None,
-) -> str:
+) -> Positional:
     """INSERT one row, or update the row with the same natural key (reviving a deleted one).
 
-    ``natural_key`` pairs a column with the expression its unique index uses, ``{}`` standing
-    for the column, e.g. ``[("email", "lower({})")]``. An existing row gets the ``updated``
+    ``natural_key`` pairs a column with the SQL function its unique index applies to it (None:
+    the column itself), e.g. ``[("email", "lower")]``. An existing row gets the ``updated``
     columns (default: all but its key, tenant and creation time), and only when one of them
     differs or the row is deleted: otherwise it is left as it is, with no new version and no
     audit row. Parameters: the columns, then (with ``audit``) the actor and the audit row's id.
@@ -195,94 +233,120 @@ def upsert_one(
     ``_written`` false. No row at all when the row that conflicted was committed after this
     statement's snapshot was taken: running the statement again returns it.
     """
-    names = ", ".join(quote(name) for name in columns)
-    values = ", ".join(f"${index}" for index in range(1, len(columns) + 1))
-    position = {name: index for index, name in enumerate(columns, 1)}
-    target = ["organization_id"] if shape.tenant_scoped else []
-    target += [template.format(quote(name)) for name, template in natural_key]
+    table = shape.target
+    o = shape.alias("o")
+    value_of = {name: param(f"c{index}", table.c[name].type) for index, name in enumerate(columns)}
+    parameters = [f"c{index}" for index in range(len(columns))]
+
+    def keyed(name: str, function: str | None, expression: ColumnElement[Any]) -> Any:
+        return expression if function is None else getattr(func, function)(expression)
+
+    target: list[Any] = [table.c.organization_id] if shape.tenant_scoped else []
+    target += [keyed(name, function, table.c[name]) for name, function in natural_key]
     keep = {"id", "organization_id", "created_at"}
     changing = [name for name in (columns if updated is None else updated) if name not in keep]
-    updates = [f"{quote(name)} = EXCLUDED.{quote(name)}" for name in changing]
+    statement = pg_insert(table).values(value_of)
+    excluded = statement.excluded
+    updates: dict[str, Any] = {name: excluded[name] for name in changing}
     if shape.versioned:
-        updates.append("version = t.version + 1")
+        updates["version"] = table.c.version + inline(1)
     if shape.has_updated_at:
-        updates.append("updated_at = now()")
+        updates["updated_at"] = func.now()
     if shape.soft_delete:
-        updates.append("deleted_at = NULL")
+        updates["deleted_at"] = null()
     if not updates:
-        updates.append("id = t.id")  # SET needs an assignment; the WHERE below skips it
-    differs = []
+        updates["id"] = table.c.id  # SET needs an assignment; the WHERE below skips it
+    differs: list[ColumnElement[bool]] = []
     if changing:
-        mine = ", ".join(f"t.{quote(name)}" for name in changing)
-        theirs = ", ".join(f"EXCLUDED.{quote(name)}" for name in changing)
-        differs.append(f"ROW({mine}) IS DISTINCT FROM ROW({theirs})")
+        mine = tuple_(*(table.c[name] for name in changing))
+        differs.append(mine.is_distinct_from(tuple_(*(excluded[name] for name in changing))))
     if shape.soft_delete:
-        differs.append("t.deleted_at IS NOT NULL")
-    # A conflicting row that fails the WHERE is still locked, and returns nothing.
+        differs.append(table.c.deleted_at.is_not(None))
+    # A conflicting row that fails the WHERE is still locked, and returns nothing. xmax is a
+    # system column, which Core has no construct for: 0 on a row this statement inserted.
+    inserted = (literal_column(f"{table.name}.xmax") == inline(0)).label("_inserted")
     written = (
-        f"INSERT INTO {shape.name} AS t ({names}) VALUES ({values}) "
-        f"ON CONFLICT ({', '.join(target)}) DO UPDATE SET {', '.join(updates)} "
-        f"WHERE {' OR '.join(differs) or 'false'} "
-        f"RETURNING {shape.select_list('t')}, (t.xmax = 0) AS _inserted"
+        statement.on_conflict_do_update(
+            index_elements=target, set_=updates, where=or_(*differs) if differs else false()
+        )
+        .returning(*table.c, inserted)
+        .cte("w")
     )
     matches = [
-        f"{template.format('o.' + quote(name))} = {template.format('$' + str(position[name]))}"
-        for name, template in natural_key
+        keyed(name, function, o.c[name]) == keyed(name, function, value_of[name])
+        for name, function in natural_key
     ]
     if shape.tenant_scoped:
-        matches.insert(0, f"o.organization_id = ${position['organization_id']}")
+        matches.insert(0, o.c.organization_id == value_of["organization_id"])
     # The row as the statement's snapshot saw it, before the upsert wrote it. No FOR UPDATE:
     # this CTE is read after the upsert has run, and a row changed by the same statement is
     # skipped by a locking read (the upsert takes the row lock itself).
-    old = f"SELECT {shape.select_list('o')} FROM {shape.name} o WHERE {' AND '.join(matches)}"
-    select = ", ".join(f"w.{quote(name)}" for name in shape.columns)
-    kept = ", ".join(f"old.{quote(name)}" for name in shape.columns)
-    result = (
-        f"SELECT {select}, true AS _written FROM w UNION ALL "
-        f"SELECT {kept}, false FROM old WHERE NOT EXISTS (SELECT 1 FROM w)"
+    old = select(*o.c).where(*matches).cte("old")
+    result = union_all(
+        select(*(written.c[name] for name in shape.columns), true().label("_written")),
+        select(*old.c, false()).where(~exists().select_from(written)),
     )
     if not audit:
-        return f"WITH old AS ({old}), w AS ({written}) {result}"
-    after = f"({shape.redacted_json('w')} - '_inserted')"
-    before = shape.redacted_json("old")
+        return compile_positional(result, parameters)
+    after = shape.redacted(written).op("-", return_type=JSONB)(inline("_inserted"))
+    before = shape.redacted(old)
+    each = func.jsonb_each(before).table_valued("key", "value").alias("b")
+    after_value = after.op("->", return_type=JSONB)(each.c.key)
     changed = (
-        f"(SELECT jsonb_build_object("
-        f"'before', coalesce(jsonb_object_agg(b.key, b.value), '{{}}'::jsonb), "
-        f"'after', coalesce(jsonb_object_agg(b.key, {after} -> b.key), '{{}}'::jsonb)) "
-        f"FROM jsonb_each({before}) b "
-        "WHERE b.key NOT IN ('version', 'updated_at') "
-        f"AND b.value IS DISTINCT FROM {after} -> b.key)"
+        select(
+            func.jsonb_build_object(
+                inline("before"),
+                func.coalesce(func.jsonb_object_agg(each.c.key, each.c.value), _empty_object()),
+                inline("after"),
+                func.coalesce(func.jsonb_object_agg(each.c.key, after_value), _empty_object()),
+            )
+        )
+        .select_from(each)
+        .where(
+            each.c.key.not_in([inline("version"), inline("updated_at")]),
+            each.c.value.is_distinct_from(after_value),
+        )
+        .scalar_subquery()
     )
-    changes = f"CASE WHEN w._inserted THEN jsonb_build_object('after', {after}) ELSE {changed} END"
-    organization = "w.organization_id" if shape.tenant_scoped else "w.id"
-    log = (
-        f"INSERT INTO {quote(AUDIT_TABLE)} (organization_id, id, actor_user_id, entity_type, "
-        f"entity_id, action, changes) SELECT {organization}, ${len(columns) + 2}::uuid, "
-        f"${len(columns) + 1}, "
-        f"'{shape.entity}', w.id, "
-        f"(CASE WHEN w._inserted THEN 'created' ELSE 'updated' END)::activity_action, "
-        f"{changes} FROM w LEFT JOIN old ON old.id = w.id"
+    changes = case(
+        (written.c._inserted, func.jsonb_build_object(inline("after"), after)), else_=changed
     )
-    return f"WITH old AS ({old}), w AS ({written}), log AS ({log}) {result}"
+    action = case((written.c._inserted, inline("created")), else_=inline("updated"))
+    log = shape.audit_rows(
+        written,
+        written.outerjoin(old, old.c.id == written.c.id),
+        action=cast(action, audit_param("action").type),
+        actor=audit_param("actor"),
+        changes=changes,
+        audit_id=audit_param("audit_id"),
+    ).cte("log")
+    return compile_positional(result.add_cte(log), [*parameters, "actor", "audit_id"])
 
 
-def delete_one(shape: TableShape, *, audit: bool, check_version: bool) -> str:
+def _empty_object() -> ColumnElement[Any]:
+    """An empty JSON object (``'{}'::jsonb``)."""
+    return func.jsonb_build_object(type_=JSONB)
+
+
+def delete_one(shape: TableShape, *, audit: bool, check_version: bool) -> Positional:
     """DELETE one row by key (hard delete), returning it. Then version?, action, actor and the
     audit row's id."""
-    k = shape.key_params
-    next_param = k + 1
-    version_check = ""
+    t = shape.alias("t")
+    parameters = list(shape.key_names)
+    conditions = [shape.key_clause(t)]
     if check_version:
-        version_check = f" AND t.version = ${next_param}"
-        next_param += 1
-    written = (
-        f"DELETE FROM {shape.name} t WHERE {shape.key_condition('t', 1)}{version_check} "
-        f"RETURNING {shape.select_list('t')}"
-    )
+        conditions.append(t.c.version == param("expected_version", Integer()))
+        parameters.append("expected_version")
+    written = delete(t).where(*conditions).returning(*t.c)
     if not audit:
-        return written
-    changes = f"jsonb_build_object('before', {shape.redacted_json('w')})"
-    log = audit_insert(
-        shape, "w", next_param, next_param + 1, changes, id_sql=f"${next_param + 2}::uuid"
-    )
-    return f"WITH w AS ({written}), log AS ({log}) SELECT * FROM w"
+        return compile_positional(written, parameters)
+    w = written.cte("w")
+    log = shape.audit_rows(
+        w,
+        w,
+        action=audit_param("action"),
+        actor=audit_param("actor"),
+        changes=func.jsonb_build_object(inline("before"), shape.redacted(w)),
+        audit_id=audit_param("audit_id"),
+    ).cte("log")
+    return compile_positional(select(*w.c).add_cte(log), [*parameters, *_AUDIT_PARAMS])

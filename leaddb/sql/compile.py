@@ -1,7 +1,9 @@
 """Compiling SQLAlchemy Core statements once and running them on asyncpg directly.
 
-The statements leaddb writes with SQLAlchemy Core (reads with filters, keyset pages, some entity
-queries; the writes are text built in leaddb.sql.statements) come through here. SQLAlchemy's
+Every statement leaddb's repositories send is written with SQLAlchemy Core and comes through
+here: reads with filters and keyset pages through ``compile_cached`` (their shape is found from
+the statement), the repository's statements by key and its writes through ``compile_positional``
+(built once per shape and kept by the repository, so a call never builds one). SQLAlchemy's
 execution layer (greenlet bridge, result processing, ORM identity map) costs more than the query
 itself for a primary-key lookup. leaddb compiles each statement shape once to PostgreSQL text with
 ``$n`` placeholders and sends it with asyncpg, whose per-connection prepared-statement cache makes
@@ -10,13 +12,15 @@ the second execution a bind-and-execute.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam, literal
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import ArgumentError, CompileError
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.elements import BindParameter
 
 from leaddb.errors import InvalidFilterError
 
@@ -91,3 +95,50 @@ def _compile_cached(statement: ClauseElement) -> tuple[CompiledSQL, list[Any]]:
         compiled_statement.construct_params(extracted_parameters=cache_key.bindparams) or {}
     )
     return compiled_sql, [params[name] for name in compiled_sql.names]
+
+
+def param(name: str, type_: Any = None) -> BindParameter[Any]:
+    """A parameter of a statement built once per shape, its value given at each call.
+
+    The value ``None`` only makes it optional at compile time (``render_postcompile`` asks a
+    value of every required parameter); callers always pass their own.
+    """
+    return bindparam(name, None, type_=type_)
+
+
+def inline(value: str | int) -> BindParameter[Any]:
+    """A constant written into the statement's text (a JSON key, an entity name), not sent as
+    a parameter: ``literal_execute`` literals are rendered when the statement is compiled."""
+    return literal(value, literal_execute=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Positional:
+    """Statement text compiled once, and where each of its ``$n`` takes its value from among
+    the arguments its caller passes, in the caller's own order."""
+
+    text: str
+    order: tuple[int, ...] | None
+    """Index into the caller's arguments of each ``$n``; None when they are the same order."""
+
+    def args(self, values: Sequence[Any]) -> Sequence[Any]:
+        order = self.order
+        return values if order is None else [values[index] for index in order]
+
+
+def compile_positional(statement: ClauseElement, parameters: Sequence[str]) -> Positional:
+    """Compile ``statement`` once for asyncpg, its parameters taken in the order ``parameters``
+    names them (the order the caller passes its values in).
+
+    Every parameter must be named, and every name used: a constant bound into the statement
+    by mistake would otherwise become a parameter no caller passes.
+    """
+    compiled = compile_sql(statement)
+    position = {name: index for index, name in enumerate(parameters)}
+    unknown = [name for name in compiled.names if name not in position]
+    unused = [name for name in parameters if name not in compiled.names]
+    if unknown or unused:
+        raise ValueError(f"statement parameters {compiled.names} do not match {parameters}")
+    order = tuple(position[name] for name in compiled.names)
+    identity = order == tuple(range(len(parameters)))
+    return Positional(text=compiled.text, order=None if identity else order)

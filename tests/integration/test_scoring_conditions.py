@@ -5,17 +5,22 @@ far from UTC."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
 from pydantic import JsonValue
+from sqlalchemy import ColumnElement, DateTime, false, func, literal, select
 
 from leaddb import LeadDB
-from leaddb.models import LeadCreate, UserCreate
+from leaddb.models import Lead, LeadCreate, UserCreate
+from leaddb.models.base import table_of
 from leaddb.scoring import parse_rule
 from leaddb.scoring.evaluate import matches
-from leaddb.scoring.sql import Binder, condition
+from leaddb.scoring.sql import condition, condition_values
+from leaddb.sql.compile import compile_cached
+from leaddb.sql.statements import aliased
 
 from .scoring_helpers import NOW, make_org, rule, seed
 
@@ -181,6 +186,14 @@ def condition_leads(owner: uuid.UUID) -> list[LeadCreate]:
     ]
 
 
+def _recorder(bound: list[object]) -> Callable[[object, Any], ColumnElement[Any]]:
+    def bind(value: object, type_: Any) -> ColumnElement[Any]:
+        bound.append(value)
+        return literal(value, type_)
+
+    return bind
+
+
 @pytest.mark.parametrize("zone", ["Pacific/Chatham", "America/St_Johns"])
 async def test_every_condition_matches_the_same_leads_in_sql_and_in_python(
     db: LeadDB, zone: str
@@ -198,15 +211,19 @@ async def test_every_condition_matches_the_same_leads_in_sql_and_in_python(
                 parsed = parse_rule(field, operator, value)
             except ValueError:
                 continue  # e.g. `contains` with a number: not a rule anyone can store
-            binder = Binder(first=3)
-            expression = condition(parsed, binder, "$2::timestamptz")
-            rows = await connection.fetch(
-                f"SELECT l.id, coalesce({expression}, false) AS hit, $2::timestamptz AS now "
-                "FROM leads l WHERE l.organization_id = $1",
-                org.id,
-                NOW,
-                *binder.values,
+            lead = aliased(table_of(Lead), "l")
+            bound: list[object] = []
+            expression = condition(
+                parsed, lead, literal(NOW, DateTime(timezone=True)), _recorder(bound)
             )
+            # The rescoring statement is compiled once per shape and later runs send only
+            # condition_values: they must be what condition binds, in its order.
+            assert bound == condition_values(parsed), (field, operator, value)
+            statement = select(lead.c.id, func.coalesce(expression, false()).label("hit")).where(
+                lead.c.organization_id == org.id
+            )
+            compiled, args = compile_cached(statement)
+            rows = await connection.fetch(compiled.text, *args)
             in_sql = {row["id"] for row in rows if row["hit"]}
             in_python = {lead.id for lead in leads if matches(parsed, lead, NOW)}
             checked += 1

@@ -358,6 +358,11 @@ def test_no_rules_compile_to_a_statement_that_scores_zero() -> None:
         thresholds=TemperatureThresholds(),
         reason="test",
     )
-    assert "GREATEST(0, 0)" in statement.text
-    assert len(statement.args) == 6
+    # No rule flags, and the clamped total is the constant 0 (bound, like every value).
+    assert " AS m0" not in statement.text
+    assert "greatest(" in statement.text
+    placeholders = {int(number) for number in re.findall(r"\$(\d+)", statement.text)}
+    assert placeholders == set(range(1, len(statement.args) + 1)), "each argument used, no gaps"
+    assert ORG in statement.args
+    assert NOW in statement.args
     assert score_lead(make_lead(), ScoringRules(()), NOW).score == 0
