@@ -29,6 +29,7 @@ from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
 from leaddb.connections.pooler import SEARCH_PATH
 from leaddb.connections.redis_topology import (
+    PRIMARY_KEY,
     AnyRedis,
     close_client,
     create_client,
@@ -109,6 +110,11 @@ class LeadDB:
             open_transport(settings),
             ttl_ms=settings.cache_ttl_seconds * 1000,
             enabled=settings.cache_enabled,
+            primary_key=(
+                PRIMARY_KEY
+                if parse_redis_url(settings.redis_url_value()).kind == "sentinel"
+                else None
+            ),
         )
         self._flights = SingleFlight()
         self.pending = PendingInvalidations(self, settings.pending_poll_seconds)

@@ -35,6 +35,7 @@ from leaddb.connections.redis_topology import (
     close_client,
     create_client,
     parse_redis_url,
+    replicated_call,
 )
 
 if TYPE_CHECKING:
@@ -102,6 +103,12 @@ class RedisPyTransport:
 
     async def evalsha(self, script: str, keys: list[str], args: list[Any]) -> Any:
         return await self._script(script)(keys=keys, args=args)
+
+    async def evalsha_replicated(
+        self, script: str, keys: list[str], args: list[Any], timeout_ms: int
+    ) -> tuple[Any, int]:
+        """``evalsha``, then ``WAIT 1`` on the same connection: (reply, replicas that took it)."""
+        return await replicated_call(self._client, self._script(script), keys, args, timeout_ms)
 
     async def evalsha_many(
         self, script: str, calls: Sequence[tuple[list[str], list[Any]]]
