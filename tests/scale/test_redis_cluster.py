@@ -1,6 +1,6 @@
 """The cache and the sessions on a local 3-master Redis Cluster: tenants spread over the masters,
 every multi-key command stays in one slot, and a master killed mid-run costs PostgreSQL reads,
-never a stale one (the whole cache and sessions suites also run on a cluster: `nox -s scale`)."""
+never a stale one (`nox -s scale`)."""
 
 from __future__ import annotations
 

@@ -69,3 +69,34 @@ def test_redis_py_sentinel_attributes_the_primary_check_reads_still_exist() -> N
     connection = SentinelManagedConnection(**pool.connection_kwargs)  # type: ignore[no-untyped-call]
     assert connection.connection_pool.master_address is None
     assert (connection.host, connection.port) == ("localhost", 6379)
+
+
+async def test_a_cluster_transport_makes_every_node_reply_raw_but_keeps_the_clusters_own() -> None:
+    # RedisPyTransport empties the callbacks of an owned RedisCluster in place, relying on
+    # redis-py handing that same dict to every ClusterNode it builds (connection_kwargs): an
+    # upgrade that copies it per node would bring SET's True and ZSCAN's parsed tuple back.
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    from leaddb.connections.redis_transport import RedisPyTransport
+
+    cluster = RedisCluster(host="127.0.0.1", port=1)
+    transport = RedisPyTransport(cluster, owned=True)
+    node = ClusterNode("127.0.0.1", 1, **cluster.connection_kwargs)
+    assert node.response_callbacks is cluster.response_callbacks
+    assert "SET" not in node.response_callbacks
+    assert "ZSCAN" not in node.response_callbacks
+    assert "COMMAND" in node.response_callbacks
+    own = {name for name in RedisCluster(host="127.0.0.1", port=1).response_callbacks}
+    own = {name for name in own if name.startswith(("CLUSTER", "COMMAND"))}
+    assert "CLUSTER SHARDS" in own
+    assert own <= set(node.response_callbacks)
+    await transport.close()
+
+
+def test_a_borrowed_cluster_client_is_refused() -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    from leaddb.connections.redis_transport import RedisPyTransport
+
+    with pytest.raises(ValueError, match="its own client"):
+        RedisPyTransport(RedisCluster(host="127.0.0.1", port=1))
