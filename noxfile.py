@@ -94,8 +94,10 @@ def scale(session: nox.Session) -> None:
     """The scale-out suite (tests/scale): starts each topology on this machine and stops it.
 
     PostgreSQL: PgBouncer (Debian's package) and a primary with a synchronous replica, from the
-    machine's PostgreSQL binaries (tests/scale/postgres_topology.py); Redis is
-    LEADDB_TEST_REDIS_URL, else the embedded one.
+    machine's PostgreSQL binaries (tests/scale/postgres_topology.py), with Redis from
+    LEADDB_TEST_REDIS_URL, else the embedded one. Redis: a 3-master Redis Cluster and a primary
+    + replica + Sentinel from the machine's redis-server/redis-cli (Debian's redis-server and
+    redis-tools; tests/scale/redis_topology.py).
     """
     session.install("-e", ".[dev,embedded]")
     session.run("pytest", "-q", "tests/scale", *session.posargs, env={"LEADDB_SCALE": "1"})

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import asyncpg
 import orjson
-import redis.asyncio as aioredis
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 from sqlalchemy import text
@@ -29,6 +28,13 @@ from leaddb.cache.store import CacheStore
 from leaddb.cache.unit import SingleFlight, UnitCache
 from leaddb.connections.pool import ConnectionPool
 from leaddb.connections.pooler import SEARCH_PATH
+from leaddb.connections.redis_topology import (
+    PRIMARY_KEY,
+    AnyRedis,
+    close_client,
+    create_client,
+    parse_redis_url,
+)
 from leaddb.connections.redis_transport import open_transport
 from leaddb.connections.replicas import Replica, ReplicaRouter
 from leaddb.connections.retry import (
@@ -82,7 +88,7 @@ class LeadDB:
         settings: LeadDBSettings,
         engine: AsyncEngine,
         pool: ConnectionPool,
-        redis: aioredis.Redis,
+        redis: AnyRedis,
         info: ServerInfo,
         *,
         roles: SessionRoles | None = None,
@@ -104,6 +110,11 @@ class LeadDB:
             open_transport(settings),
             ttl_ms=settings.cache_ttl_seconds * 1000,
             enabled=settings.cache_enabled,
+            primary_key=(
+                PRIMARY_KEY
+                if parse_redis_url(settings.redis_url_value()).kind == "sentinel"
+                else None
+            ),
         )
         self._flights = SingleFlight()
         self.pending = PendingInvalidations(self, settings.pending_poll_seconds)
@@ -368,7 +379,7 @@ class LeadDB:
         await self.engine.dispose()
         await self.cache.redis.close()
         await self.sessions.close()
-        await self.redis.aclose()
+        await close_client(self.redis)
 
     async def __aenter__(self) -> Self:
         return self
@@ -586,14 +597,14 @@ async def _install_context_key(engine: AsyncEngine, key: bytes) -> None:
         ) from None
 
 
-def create_redis(settings: LeadDBSettings) -> aioredis.Redis:
-    """The Redis client leaddb uses: short timeouts, because the cache must never stall a call."""
-    timeout = settings.redis_socket_timeout_seconds
-    return aioredis.Redis.from_url(
-        settings.redis_url_value(),
-        socket_timeout=timeout,
-        socket_connect_timeout=max(timeout, 1.0),
-        decode_responses=False,
+def create_redis(settings: LeadDBSettings) -> AnyRedis:
+    """The Redis client leaddb uses (one Redis, a Cluster or a Sentinel-managed primary, as
+    ``LEADDB_REDIS_URL`` says): short timeouts, because the cache must never stall a call."""
+    return create_client(
+        parse_redis_url(settings.redis_url_value()),
+        timeout=settings.redis_socket_timeout_seconds,
+        retries=True,
+        watch_primary=True,
     )
 
 
@@ -644,7 +655,7 @@ def _schema_notice(schema: SchemaRevision) -> str | None:
     return f"the database {state}: {MIGRATE_HINT}"
 
 
-async def _check_redis(redis: aioredis.Redis, settings: LeadDBSettings) -> str | None:
+async def _check_redis(redis: AnyRedis, settings: LeadDBSettings) -> str | None:
     try:
         server = await redis.info("server")
         return str(server.get("redis_version"))

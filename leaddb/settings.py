@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,7 @@ from leaddb.errors import ConfigurationError
 ENV_PREFIX = "LEADDB_"
 
 _POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg"}
-_REDIS_SCHEMES = {"redis", "rediss", "unix"}
+_REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+cluster", "redis+sentinel"}
 
 
 def _env_name(field: str) -> str:
@@ -49,7 +50,10 @@ class LeadDBSettings(BaseSettings):
     )
     redis_url: SecretStr | None = Field(
         default=None,
-        description="redis://, rediss:// or unix:// URL; unset starts the embedded Redis.",
+        description="redis://, rediss:// or unix:// URL of one Redis, "
+        "redis+cluster://host:port,host:port of a Redis Cluster, or "
+        "redis+sentinel://host:port,host:port/<service>/<db> of a Sentinel-managed primary; "
+        "unset starts the embedded Redis.",
     )
     pool_size: Annotated[int, Field(ge=1, le=1000)] = 10
     max_overflow: Annotated[int, Field(ge=0, le=1000)] = 10
@@ -62,7 +66,8 @@ class LeadDBSettings(BaseSettings):
     redis_client: Literal["lean", "redis-py"] = Field(
         default="lean",
         description="The Redis client of the cache and the sessions: lean (LeanRedis, one "
-        "pipelined connection to a single Redis, the fastest) or redis-py (its asyncio client).",
+        "pipelined connection to a single Redis, the fastest) or redis-py (its asyncio client). "
+        "A redis+cluster:// or redis+sentinel:// URL always uses redis-py.",
     )
     session_idle_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 7 * 86_400
     session_absolute_ttl_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 30 * 86_400
@@ -186,9 +191,11 @@ class LeadDBSettings(BaseSettings):
         scheme = value.get_secret_value().split("://", 1)[0].lower()
         if "://" not in value.get_secret_value() or scheme not in _REDIS_SCHEMES:
             raise ValueError(
-                f"{_env_name('redis_url')} must be a redis://, rediss:// or unix:// URL, "
-                f"not {scheme!r}"
+                f"{_env_name('redis_url')} must be a redis://, rediss://, unix://, "
+                f"redis+cluster:// or redis+sentinel:// URL, not {scheme!r}"
             )
+        # Checked here, so a malformed node list or service fails at startup with its reason.
+        parse_redis_url(value.get_secret_value())
         return value
 
     @field_validator("tenant_context_key")
@@ -292,7 +299,72 @@ def _hosts_as_query(raw: str) -> str:
 
 def masked_url(raw: str) -> str:
     """A URL with its password replaced, safe to print."""
+    scheme, found, rest = raw.partition("://")
+    if found and scheme.lower() in ("redis+cluster", "redis+sentinel"):
+        # Its host:port list is what a reader needs to see, as written; only the password goes.
+        auth, at, hosts = rest.rpartition("@")
+        if not at:
+            return raw
+        user, has_password, _password = auth.partition(":")
+        return f"{scheme}://{user}{':***' if has_password else ''}@{hosts}"
     try:
         return make_url(_hosts_as_query(raw)).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
+
+
+RedisKind = Literal["single", "cluster", "sentinel"]
+
+
+@dataclass(frozen=True)
+class RedisTopology:
+    """What a ``LEADDB_REDIS_URL`` names."""
+
+    kind: RedisKind
+    url: str
+    nodes: tuple[tuple[str, int], ...] = ()
+    service: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_redis_url(url: str) -> RedisTopology:
+    """The topology of a Redis URL; ``ValueError`` says what is wrong with a malformed one."""
+    scheme, _, _rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme not in ("redis+cluster", "redis+sentinel"):
+        return RedisTopology("single", url)
+    split = urlsplit(url)
+    auth, _, hosts = split.netloc.rpartition("@")
+    username: str | None = None
+    password: str | None = None
+    if auth:
+        user, has_password, secret = auth.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if has_password else None
+    nodes = tuple(_node(part, scheme) for part in hosts.split(",") if part.strip())
+    if not nodes:
+        raise ValueError(f"a {scheme}:// URL names no host:port")
+    if scheme == "redis+cluster":
+        if split.path.strip("/"):
+            raise ValueError("a redis+cluster:// URL takes no path: a Redis Cluster has db 0 only")
+        return RedisTopology("cluster", url, nodes, username=username, password=password)
+    parts = [part for part in split.path.split("/") if part]
+    if len(parts) not in (1, 2):
+        raise ValueError("a redis+sentinel:// URL ends in /<service> or /<service>/<db>")
+    db = 0
+    if len(parts) == 2:
+        if not parts[1].isdigit():
+            raise ValueError(f"the db of a redis+sentinel:// URL is a number, not {parts[1]!r}")
+        db = int(parts[1])
+    return RedisTopology(
+        "sentinel", url, nodes, unquote(parts[0]), db, username=username, password=password
+    )
+
+
+def _node(part: str, scheme: str) -> tuple[str, int]:
+    host, _, port = part.strip().rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{part!r} in a {scheme}:// URL is not host:port")
+    return host.strip("[]"), int(port)

@@ -45,35 +45,44 @@ from leaddb.cache.keys import (
     token_key,
     value_key,
 )
-from leaddb.connections.redis_transport import RedisTransport
+from leaddb.connections.redis_transport import RedisPyTransport, RedisTransport
 from leaddb.connections.retry import REDIS_OUTAGE
 
 logger = logging.getLogger("leaddb.cache")
 
 TOKEN_TTL_MS = 86_400_000
+REPLICA_ACK_TIMEOUT_MS = 100
+"""Behind Sentinel, how long an invalidation waits for a replica to acknowledge it."""
 
-# KEYS: value, row token, generation, epoch. ARGV: the three tokens seen, payload, ttl ms.
+# KEYS: value, then the keys whose tokens the reader saw: row token, generation, epoch and, behind
+# Sentinel, the primary's (leaddb.connections.redis_topology). ARGV: those tokens, payload, ttl ms.
 _FILL = """
-local seen = redis.call('MGET', KEYS[2], KEYS[3], KEYS[4])
-if (seen[1] or '') == ARGV[1] and (seen[2] or '') == ARGV[2] and (seen[3] or '') == ARGV[3] then
-  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
-  return 1
+local n = #KEYS - 1
+local seen = redis.call('MGET', unpack(KEYS, 2))
+for i = 1, n do
+  if (seen[i] or '') ~= ARGV[i] then return 0 end
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[n + 1], 'PX', ARGV[n + 2])
+return 1
 """
 
-# KEYS: generation, epoch, then (value, row token) pairs.
-# ARGV: generation, epoch, ttl ms, then (row token seen, payload) pairs.
+# KEYS: g shared keys (generation, epoch and, behind Sentinel, the primary's), then (value, row
+# token) pairs. ARGV: g, the g shared tokens seen, ttl ms, then (row token seen, payload) pairs.
 _FILL_MANY = """
-local seen = redis.call('MGET', KEYS[1], KEYS[2])
-if (seen[1] or '') ~= ARGV[1] or (seen[2] or '') ~= ARGV[2] then return 0 end
+local g = tonumber(ARGV[1])
+local seen = redis.call('MGET', unpack(KEYS, 1, g))
+for i = 1, g do
+  if (seen[i] or '') ~= ARGV[1 + i] then return 0 end
+end
+local ttl = ARGV[g + 2]
 local filled = 0
-for i = 3, #KEYS, 2 do
-  local at = i + 1
+local at = g + 3
+for i = g + 1, #KEYS, 2 do
   if (redis.call('GET', KEYS[i + 1]) or '') == ARGV[at] then
-    redis.call('SET', KEYS[i], ARGV[at + 1], 'PX', ARGV[3])
+    redis.call('SET', KEYS[i], ARGV[at + 1], 'PX', ttl)
     filled = filled + 1
   end
+  at = at + 2
 end
 return filled
 """
@@ -147,9 +156,14 @@ class Tokens:
     row: str
     generation: str
     epoch: str
+    # Behind Sentinel only: the primary's token (leaddb.connections.redis_topology), which a
+    # change of primary replaces, so that nothing filled before it is valid after.
+    primary: str | None = None
 
     def header(self) -> bytes:
         """What a value filled under these tokens starts with."""
+        if self.primary is not None:
+            return f"{self.generation}:{self.epoch}:{self.primary}:".encode()
         return f"{self.generation}:{self.epoch}:".encode()
 
 
@@ -170,6 +184,10 @@ class CacheStore:
     note_lost: Callable[[uuid.UUID], Awaitable[None]] | None = None
     repair: Callable[[], Awaitable[bool]] | None = None
     _outage_seen: bool = False
+    # Behind Sentinel: the key of the primary's token, read in every MGET and checked by every
+    # fill (leaddb.connections.redis_topology). None elsewhere: one Redis has no change of
+    # primary, and a Cluster key of its own would sit in another slot than the tenant's keys.
+    primary_key: str | None = None
 
     def __post_init__(self) -> None:
         self.stats_counters.enabled = self.enabled
@@ -266,16 +284,27 @@ class CacheStore:
         started = telemetry.now() if telemetry.on else 0
         try:
             value_and_token = row_keys(tenant, entity, id)
-            value, row, generation, epoch = await self.redis.call(
-                "MGET", *value_and_token, generation_key(tenant, entity), epoch_key(tenant)
-            )
+            if self.primary_key is None:
+                value, row, generation, epoch = await self.redis.call(
+                    "MGET", *value_and_token, generation_key(tenant, entity), epoch_key(tenant)
+                )
+                primary = None
+            else:
+                # A missing primary token reads as "" (not None): the header keeps its field.
+                value, row, generation, epoch, primary = await self.redis.call(
+                    "MGET",
+                    *value_and_token,
+                    generation_key(tenant, entity),
+                    epoch_key(tenant),
+                    self.primary_key,
+                )
         except (RedisError, OSError) as error:
             if started:
                 telemetry.cache_call(started, "MGET", "lookup", entity, error=error)
             self._failed(error, "reading")
             return None
         self._recovered()
-        tokens = Tokens(_text(row), _text(generation), _text(epoch))
+        tokens = Tokens(_text(row), _text(generation), _text(epoch), self._primary_token(primary))
         payload = _valid_payload(value, tokens.header())
         if payload is None:
             self.stats_counters.misses += 1
@@ -294,6 +323,8 @@ class CacheStore:
         prefix = entity_prefix(tenant, entity)
         keys = [prefix + canonical(id) for id in ids]
         keys += [generation_key(tenant, entity), epoch_key(tenant)]
+        if self.primary_key is not None:
+            keys.append(self.primary_key)
         started = telemetry.now() if telemetry.on else 0
         try:
             values = await self.redis.call("MGET", *keys)
@@ -303,8 +334,9 @@ class CacheStore:
             self._failed(error, "reading")
             return None
         self._recovered()
+        primary = values.pop() if self.primary_key is not None else None
         *found, generation, epoch = values
-        tokens = Tokens("", _text(generation), _text(epoch))
+        tokens = Tokens("", _text(generation), _text(epoch), self._primary_token(primary))
         header = tokens.header()
         payloads = [_valid_payload(value, header) for value in found]
         misses = payloads.count(None)
@@ -315,6 +347,9 @@ class CacheStore:
                 started, "MGET", "lookup", entity, hits=len(payloads) - misses, misses=misses
             )
         return payloads, tokens
+
+    def _primary_token(self, value: bytes | None) -> str | None:
+        return None if self.primary_key is None else _text(value)
 
     def rejected(self, count: int) -> None:
         """``count`` values were found but could not be decoded: they were misses after all."""
@@ -345,8 +380,11 @@ class CacheStore:
             epoch_key(tenant),
         ]
         header = tokens.header()
-        args: list[Any] = [tokens.row, tokens.generation, tokens.epoch, header + payload]
-        args.append(self.ttl_ms)
+        args: list[Any] = [tokens.row, tokens.generation, tokens.epoch]
+        if self.primary_key is not None:
+            keys.append(self.primary_key)
+            args.append(tokens.primary or "")
+        args += [header + payload, self.ttl_ms]
         started = telemetry.now() if telemetry.on else 0
         try:
             stored = await self.redis.evalsha(_FILL, keys, args)
@@ -374,7 +412,11 @@ class CacheStore:
         if not items or not self._breaker.allows():
             return
         keys = [generation_key(tenant, entity), epoch_key(tenant)]
-        args: list[Any] = [tokens.generation, tokens.epoch, self.ttl_ms]
+        shared = [tokens.generation, tokens.epoch]
+        if self.primary_key is not None:
+            keys.append(self.primary_key)
+            shared.append(tokens.primary or "")
+        args: list[Any] = [len(keys), *shared, self.ttl_ms]
         header = tokens.header()
         for id, row_token, payload in items:
             keys += [value_key(tenant, entity, id), token_key(tenant, entity, id)]
@@ -419,9 +461,21 @@ class CacheStore:
         if whole_tenant:
             keys.append(epoch_key(tenant))
         fresh = [_fresh_token() for _ in range(len(rows) + len(keys) - 2 * len(rows))]
+        args: list[Any] = [len(rows), TOKEN_TTL_MS, *fresh]
         started = telemetry.now() if telemetry.on else 0
         try:
-            await self.redis.evalsha(_INVALIDATE, keys, [len(rows), TOKEN_TTL_MS, *fresh])
+            if self.primary_key is not None and isinstance(self.redis, RedisPyTransport):
+                # Behind Sentinel, an invalidation that no replica took may vanish in a
+                # failover (or land on an old primary about to be demoted): lost, then.
+                _reply, acknowledged = await self.redis.evalsha_replicated(
+                    _INVALIDATE, keys, args, REPLICA_ACK_TIMEOUT_MS
+                )
+                if acknowledged < 1:
+                    logger.warning("no Redis replica acknowledged an invalidation; replaying it")
+                    await self._lost(tenant)
+                    return
+            else:
+                await self.redis.evalsha(_INVALIDATE, keys, args)
         except (RedisError, OSError) as error:
             if started:
                 telemetry.cache_call(started, "EVALSHA", "invalidate", None, error=error)

@@ -90,7 +90,17 @@ class UnitCache:
         if not self.fills:
             row = await load()
             return None if row is None else codec.decode_row(row)
-        flight_key = (tenant, entity, id, tokens.row, tokens.generation, tokens.epoch)
+        # The primary's token too (behind Sentinel): a reader that saw a new primary must not
+        # join a load that began, under the same row token, on the old one.
+        flight_key = (
+            tenant,
+            entity,
+            id,
+            tokens.row,
+            tokens.generation,
+            tokens.epoch,
+            tokens.primary,
+        )
 
         async def load_and_fill() -> Row | None:
             row = await load()
@@ -137,7 +147,7 @@ class UnitCache:
             if row_tokens is not None:
                 fills.append((row["id"], token_of[row["id"]], codec.encode(row)))
         await self._store.fill_many(
-            tenant, entity, fills, Tokens("", shared.generation, shared.epoch)
+            tenant, entity, fills, Tokens("", shared.generation, shared.epoch, shared.primary)
         )
         return [loaded.get(id) if hit is None else hit for id, hit in zip(ids, found, strict=True)]
 

@@ -6,8 +6,10 @@ on its connection(s). ``LEADDB_REDIS_CLIENT`` picks the implementation:
 
 * ``lean`` (the default): ``LeanRedis``, one pipelined connection to a single Redis, parsed by
   hiredis. A GET costs ~105 µs here against ~240 µs through redis-py (docs/architecture.md).
-* ``redis-py``: redis-py's asyncio client, for what LeanRedis cannot do (Redis Cluster and
-  Sentinel, in the scale-out work). Its client never retries a command, as LeanRedis does not:
+* ``redis-py``: redis-py's asyncio client, for what LeanRedis cannot do. A
+  ``redis+cluster://`` or ``redis+sentinel://`` URL (leaddb.connections.redis_topology) always
+  takes it, over redis-py's ``RedisCluster`` or Sentinel-managed primary. Its client never
+  retries a command, as LeanRedis does not:
   redis-py's default retries (three, with backoff) made a dead Redis cost seconds per call;
   the cache's breaker (leaddb.connections.retry) decides when Redis is tried again, and the
   sessions report the failure to their caller.
@@ -20,14 +22,21 @@ or ``OSError``), so the cache handles either alike.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 
 from leaddb.connections.lean_redis import LeanRedis
+from leaddb.connections.redis_topology import (
+    AnyRedis,
+    close_client,
+    create_client,
+    parse_redis_url,
+    replicated_call,
+)
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -56,22 +65,34 @@ class RedisTransport(Protocol):
 
 
 class RedisPyTransport:
-    """``RedisTransport`` over a redis-py asyncio client (``decode_responses=False``).
+    """``RedisTransport`` over a redis-py asyncio client (``decode_responses=False``): one
+    Redis, a Sentinel-managed primary or a ``RedisCluster``.
 
-    It sends through a client of its own over ``client``'s connection pool, with no response
-    callbacks, so every reply is what the server sent, as LeanRedis gives it (SET answers
-    b"OK", ZSCAN a cursor and a flat list); ``client`` itself keeps its callbacks.
+    Every reply is what the server sent, as LeanRedis gives it (SET answers b"OK", ZSCAN a
+    cursor and a flat list). Over a ``redis.asyncio.Redis`` (one Redis or a Sentinel-managed
+    primary) it sends through a client of its own over ``client``'s connection pool, with no
+    response callbacks, so ``client`` itself keeps its callbacks (a Sentinel pool keeps its
+    connect hook, which checks the primary). A ``RedisCluster`` shares one callback dict with
+    every node it builds and has no second client over its nodes, so the callbacks of the
+    commands leaddb sends are removed from ``client`` itself: only an owned cluster is taken.
     """
 
-    def __init__(self, client: aioredis.Redis, *, owned: bool = False) -> None:
-        self._client = aioredis.Redis(connection_pool=client.connection_pool)
-        self._client.response_callbacks.clear()
-        self._owner = client if owned else None
+    def __init__(self, client: AnyRedis, *, owned: bool = False) -> None:
+        self._client: AnyRedis
+        self._owner: AnyRedis | None = None
+        if isinstance(client, RedisCluster):
+            if not owned:
+                raise ValueError("a RedisCluster's replies can be made raw only on its own client")
+            _drop_reply_callbacks(client.response_callbacks)
+            self._client = client
+        else:
+            self._client = aioredis.Redis(connection_pool=client.connection_pool)
+            self._client.response_callbacks.clear()
+            self._owner = client if owned else None
         self._scripts: dict[str, AsyncScript] = {}
 
     async def call(self, *args: Any) -> Any:
-        # redis-py leaves execute_command unannotated.
-        return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+        return await self._client.execute_command(*args)
 
     def _script(self, script: str) -> AsyncScript:
         registered = self._scripts.get(script)
@@ -83,35 +104,57 @@ class RedisPyTransport:
     async def evalsha(self, script: str, keys: list[str], args: list[Any]) -> Any:
         return await self._script(script)(keys=keys, args=args)
 
+    async def evalsha_replicated(
+        self, script: str, keys: list[str], args: list[Any], timeout_ms: int
+    ) -> tuple[Any, int]:
+        """``evalsha``, then ``WAIT 1`` on the same connection: (reply, replicas that took it)."""
+        return await replicated_call(self._client, self._script(script), keys, args, timeout_ms)
+
     async def evalsha_many(
         self, script: str, calls: Sequence[tuple[list[str], list[Any]]]
     ) -> list[Any]:
+        registered = self._script(script)
+        if isinstance(self._client, RedisCluster):
+            # A cluster pipeline sends EVALSHA to each node and fails with NOSCRIPT on a node
+            # that has not seen the script yet (redis-py loads it where the pipeline is made,
+            # not on every node): concurrent calls, each loading the script where it runs.
+            replies = await asyncio.gather(
+                *(registered(keys=keys, args=args) for keys, args in calls)
+            )
+            return list(replies)
         # One pipeline on one connection (calls in flight at once would each take a
         # connection of the pool); redis-py loads the script before the pipeline runs.
-        registered = self._script(script)
         pipeline = self._client.pipeline(transaction=False)
         for keys, args in calls:
             await registered(keys=keys, args=args, client=pipeline)
-        replies: list[Any] = await pipeline.execute()
-        return replies
+        result: list[Any] = await pipeline.execute()
+        return result
 
     async def close(self) -> None:
-        await self._client.aclose()  # leaves the pool it was given alone
+        # Over a pool it was given, its own client leaves that pool alone.
+        await self._client.aclose()
         if self._owner is not None:
-            await self._owner.aclose()
+            await close_client(self._owner)
+
+
+# What RedisCluster itself reads through its callbacks (its topology and its command table)
+# stays parsed; every other command's reply is left as the server sent it.
+_CLUSTER_OWN_CALLBACKS = ("CLUSTER", "COMMAND")
+
+
+def _drop_reply_callbacks(callbacks: dict[str, Any]) -> None:
+    for command in [name for name in callbacks if not name.startswith(_CLUSTER_OWN_CALLBACKS)]:
+        del callbacks[command]
 
 
 def open_transport(settings: LeadDBSettings) -> RedisTransport:
     """A transport of its own, as ``settings.redis_client`` chooses (the cache and the
-    sessions each get one, so a slow session script never holds up a cache hit)."""
+    sessions each get one, so a slow session script never holds up a cache hit); redis-py's
+    cluster or Sentinel client for a ``redis+cluster://`` or ``redis+sentinel://`` URL, which
+    LeanRedis cannot speak to."""
     timeout = settings.redis_socket_timeout_seconds
-    if settings.redis_client == "redis-py":
-        client = aioredis.Redis.from_url(
-            settings.redis_url_value(),
-            socket_timeout=timeout,
-            socket_connect_timeout=max(timeout, 1.0),
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
+    topology = parse_redis_url(settings.redis_url_value())
+    if settings.redis_client == "redis-py" or topology.kind != "single":
+        client = create_client(topology, timeout=timeout, retries=False, watch_primary=True)
         return RedisPyTransport(client, owned=True)
     return LeanRedis(settings.redis_url_value(), timeout=timeout)

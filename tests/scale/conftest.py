@@ -1,6 +1,8 @@
 """The scale-out topologies of ``nox -s scale`` (LEADDB_SCALE=1), started once per run.
 
-Redis is the run's (LEADDB_TEST_REDIS_URL, else the embedded one of tests/conftest.py).
+PostgreSQL's (PgBouncer, a synchronous replica) use the run's Redis (LEADDB_TEST_REDIS_URL, else
+the embedded one of tests/conftest.py); the Redis ones (a 3-master Cluster, a primary + replica
++ Sentinel) are started from the machine's redis-server, per test module.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from leaddb import migrate as migrations
 from leaddb.db import create_engine
 
 from . import postgres_topology
+from .redis_topology import RedisCluster3, RedisSentinelSet
 
 if TYPE_CHECKING:
     from conftest import TestServers
@@ -80,6 +83,61 @@ def bouncer_settings(clean_scale: PostgresTopology, servers: TestServers) -> Lea
 @pytest.fixture
 async def bouncer_db(bouncer_settings: LeadDBSettings) -> AsyncIterator[LeadDB]:
     database = await LeadDB.connect(bouncer_settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster3]:
+    """A 3-master Redis Cluster for this module (a test may kill one of its masters)."""
+    started = RedisCluster3.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def sentinel_set() -> Iterator[RedisSentinelSet]:
+    """A Redis primary, its replica and a Sentinel, for this module."""
+    started = RedisSentinelSet.start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def cluster_settings(
+    cluster: RedisCluster3, database_url: str, clean_servers: None
+) -> LeadDBSettings:
+    cluster.wait_ok()
+    cluster.flush()
+    return run_settings(database_url, cluster.url)
+
+
+@pytest.fixture
+def sentinel_settings(
+    sentinel_set: RedisSentinelSet, database_url: str, clean_servers: None
+) -> LeadDBSettings:
+    sentinel_set.flush()
+    return run_settings(database_url, sentinel_set.url())
+
+
+@pytest.fixture
+async def cluster_db(cluster_settings: LeadDBSettings) -> AsyncIterator[LeadDB]:
+    database = await LeadDB.connect(cluster_settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def sentinel_db(sentinel_settings: LeadDBSettings) -> AsyncIterator[LeadDB]:
+    database = await LeadDB.connect(sentinel_settings)
     try:
         yield database
     finally:
