@@ -51,6 +51,7 @@ from leaddb.pending import PendingInvalidations
 from leaddb.repositories.pagination import CursorCodec
 from leaddb.sessions import SessionStore
 from leaddb.settings import LeadDBSettings, masked_url
+from leaddb.sql import system
 from leaddb.uow import PlatformUnitOfWork, TenantUnitOfWork
 
 if TYPE_CHECKING:
@@ -294,7 +295,11 @@ class LeadDB:
     async def _is_active_member(self, user: uuid.UUID, organization: uuid.UUID) -> bool:
         async with self.platform() as uow:
             connection = await uow.statement_connection()
-            return bool(await connection.fetchval(_ACTIVE_MEMBER, user, organization))
+            statement = system.ACTIVE_MEMBER
+            member = await connection.fetchval(
+                statement.text, *statement.args((user, organization))
+            )
+            return bool(member)
 
     @property
     def pool_size(self) -> int:
@@ -305,7 +310,7 @@ class LeadDB:
         """A key given in settings that the login cannot compare: the database judges it."""
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute(f"SET LOCAL leaddb.platform = '{signer.platform}'")
-            if not await connection.fetchval("SELECT leaddb_platform()"):
+            if not await connection.fetchval(system.PLATFORM_VERIFIED.text):
                 raise ConfigurationError(
                     "LEADDB_TENANT_CONTEXT_KEY is not the database's tenant-context key"
                 )
@@ -316,9 +321,7 @@ class LeadDB:
             self.assumes_app_role = False
             return
         async with self._pool.acquire() as connection:
-            exists = await connection.fetchval(
-                "SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE
-            )
+            exists = await connection.fetchval(system.ROLE_EXISTS.text, APP_ROLE)
         self.assumes_app_role = exists is not None
 
     async def _load_keys(self) -> None:
@@ -526,13 +529,6 @@ def _connector(
     return connect
 
 
-_ACTIVE_MEMBER = (
-    "SELECT u.is_active AND o.is_active FROM users u "
-    "JOIN organizations o ON o.id = u.organization_id "
-    "WHERE u.id = $1 AND u.organization_id = $2"
-)
-
-
 def _cursor_key(settings: LeadDBSettings, stored: bytes | None) -> bytes:
     """The key that signs pagination cursors: the configured secret, else the random one that
     migration 0007 keeps in the database (every process of a deployment reads the same), else
@@ -546,34 +542,20 @@ def _cursor_key(settings: LeadDBSettings, stored: bytes | None) -> bytes:
     return hashlib.sha256(b"leaddb-cursor\x00" + material).digest()
 
 
-_PRIVATE_USAGE = (
-    "SELECT has_schema_privilege(oid, 'USAGE') FROM pg_namespace WHERE nspname = 'leaddb_private'"
-)
-# Which of the two this login may read; reading one it may not would be an error.
-_KEY_PRIVILEGES = (
-    "SELECT has_table_privilege('leaddb_private.context_key', 'SELECT'), "
-    "has_table_privilege('leaddb_private.cursor_key', 'SELECT')"
-)
-
-
 async def _stored_keys(engine: AsyncEngine) -> tuple[bool, bytes | None, bytes | None]:
     """Whether the database keeps keys (migration 0007), and the context and cursor keys that
     this login may read (None where it may not)."""
     try:
         async with engine.connect() as connection:
-            usage = (await connection.execute(text(_PRIVATE_USAGE))).scalar_one_or_none()
+            usage = (await connection.execute(system.private_schema_usage())).scalar_one_or_none()
             if not usage:
                 return usage is not None, None, None
-            may_context, may_cursor = (await connection.execute(text(_KEY_PRIVILEGES))).one()
+            may_context, may_cursor = (await connection.execute(system.key_privileges())).one()
             context_key = cursor_key = None
             if may_context:
-                context_key = await connection.scalar(
-                    text("SELECT key FROM leaddb_private.context_key")
-                )
+                context_key = await connection.scalar(system.context_key())
             if may_cursor:
-                cursor_key = await connection.scalar(
-                    text("SELECT key FROM leaddb_private.cursor_key")
-                )
+                cursor_key = await connection.scalar(system.cursor_key())
     except (SQLAlchemyError, OSError, TimeoutError) as error:
         raise ConnectionFailedError(f"cannot read leaddb's keys: {_describe(error)}") from None
     return (
@@ -587,9 +569,7 @@ async def _install_context_key(engine: AsyncEngine, key: bytes) -> None:
     """Make ``key`` the database's tenant-context key (the schema's owner may)."""
     try:
         async with engine.begin() as connection:
-            await connection.execute(
-                text("SELECT leaddb_private.set_context_key(:key)"), {"key": key}
-            )
+            await connection.execute(system.install_context_key(key))
     except SQLAlchemyError as error:
         raise ConfigurationError(
             f"cannot install LEADDB_TENANT_CONTEXT_KEY: {_describe(error)} "
@@ -608,12 +588,6 @@ def create_redis(settings: LeadDBSettings) -> AnyRedis:
     )
 
 
-_VERSION_TABLE = text(
-    "SELECT t IS NOT NULL, t IS NOT NULL AND has_table_privilege(t, 'SELECT') "
-    "FROM to_regclass('alembic_version') AS t"
-)
-
-
 async def _check_postgres(
     engine: AsyncEngine, settings: LeadDBSettings
 ) -> tuple[str, SchemaRevision]:
@@ -623,10 +597,10 @@ async def _check_postgres(
             result = await connection.execute(text("SHOW server_version"))
             version = str(result.scalar_one())
             # Alembic's own table, read in the connection connect() opens anyway.
-            present, readable = (await connection.execute(_VERSION_TABLE)).one()
+            present, readable = (await connection.execute(system.version_table())).one()
             if not present or not readable:
                 return version, SchemaRevision(None, known=not present)
-            revision = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            revision = await connection.execute(system.schema_revision())
             return version, SchemaRevision(revision.scalar_one_or_none(), known=True)
     except (SQLAlchemyError, OSError, TimeoutError) as error:
         where = masked_url(settings.sqlalchemy_url().render_as_string(False))

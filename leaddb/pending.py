@@ -21,6 +21,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from leaddb.errors import LeadDBError
+from leaddb.sql import system
 
 if TYPE_CHECKING:
     from leaddb.db import LeadDB
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("leaddb")
 
-_PENDING = "SELECT id, kind, organization_id, user_id FROM leaddb_pending_invalidations()"
-_APPLIED = "SELECT leaddb_invalidations_applied($1::bigint[])"
-_NOTE_EPOCH = "SELECT leaddb_note_epoch($1)"
+_PENDING = system.PENDING_INVALIDATIONS.text
+_APPLIED = system.INVALIDATIONS_APPLIED.text
+_NOTE_EPOCH = system.NOTE_EPOCH.text
 
 
 class PendingInvalidations:

@@ -34,6 +34,7 @@ from leaddb.errors import (
     TransactionFailedError,
     UnitOfWorkClosedError,
 )
+from leaddb.sql import system
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -52,11 +53,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("leaddb")
 
 _savepoint_names = itertools.count(1)
-
-_TOUCHED_ORGANIZATIONS = (
-    "SELECT id FROM public.organizations UNION SELECT organization_id "
-    "FROM leaddb_private.deleted_organizations WHERE transaction_id = txid_current()"
-)
 
 
 class Host(Protocol):
@@ -429,7 +425,7 @@ class UnitOfWork:
         if self._db.signer is None:  # not migrated to 0007: nothing there to cache
             return
         try:
-            rows = await connection.fetch(_TOUCHED_ORGANIZATIONS)
+            rows = await connection.fetch(system.TOUCHED_ORGANIZATIONS.text)
         except Exception as error:
             raise mapped(error) from error
         self._wiped_tenants.update(row[0] for row in rows)
@@ -439,7 +435,7 @@ class UnitOfWork:
         work must find replayed (leaddb.connections.replicas). One more round trip, on a
         connection no longer in a transaction, so the position is past the commit's record."""
         try:
-            position = await connection.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+            position = await connection.fetchval(system.WAL_INSERT_POSITION.text)
         except Exception as error:
             # Committed all the same; without the position, readers of this tenant may read a
             # replica that lacks the commit, so the failure is not kept quiet.
