@@ -100,7 +100,18 @@ def scale(session: nox.Session) -> None:
     redis-tools; tests/scale/redis_topology.py).
     """
     session.install("-e", ".[dev,embedded]")
-    session.run("pytest", "-q", "tests/scale", *session.posargs, env={"LEADDB_SCALE": "1"})
+    # PostgreSQL's topologies and Redis's in runs of their own, so that neither is running
+    # while the other's tests kill, promote and fail over servers: in one run the streaming
+    # replica was found dead after the Redis tests (cause not found; see docs/scaling.md).
+    redis_tests = ["tests/scale/test_redis_cluster.py", "tests/scale/test_redis_sentinel.py"]
+    env = {"LEADDB_SCALE": "1"}
+    if session.posargs:
+        session.run("pytest", "-q", *session.posargs, env=env)
+        return
+    session.run(
+        "pytest", "-q", "tests/scale", *(f"--ignore={path}" for path in redis_tests), env=env
+    )
+    session.run("pytest", "-q", *redis_tests, env=env)
 
 
 @nox.session
