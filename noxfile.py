@@ -101,8 +101,8 @@ def scale(session: nox.Session) -> None:
     """
     session.install("-e", ".[dev,embedded]")
     # PostgreSQL's topologies and Redis's in runs of their own, so that neither is running
-    # while the other's tests kill, promote and fail over servers: in one run the streaming
-    # replica was found dead after the Redis tests (cause not found; see docs/scaling.md).
+    # while the other's tests kill, promote and fail over servers, and each run needs only
+    # its own servers' memory and ports.
     redis_tests = ["tests/scale/test_redis_cluster.py", "tests/scale/test_redis_sentinel.py"]
     env = {"LEADDB_SCALE": "1"}
     if session.posargs:
