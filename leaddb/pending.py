@@ -18,13 +18,15 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from leaddb.errors import LeadDBError
 from leaddb.sql import system
 
 if TYPE_CHECKING:
-    from leaddb.db import LeadDB
+    from leaddb.cache.store import CacheStore
+    from leaddb.connections.tenant_context import ContextSigner
+    from leaddb.sessions import SessionStore
     from leaddb.uow import PlatformUnitOfWork
 
 logger = logging.getLogger("leaddb")
@@ -34,10 +36,25 @@ _APPLIED = system.INVALIDATIONS_APPLIED.text
 _NOTE_EPOCH = system.NOTE_EPOCH.text
 
 
+class Database(Protocol):
+    """What the list needs of the ``LeadDB`` that holds it (so this module imports no ``db``)."""
+
+    @property
+    def signer(self) -> ContextSigner | None: ...
+
+    @property
+    def cache(self) -> CacheStore: ...
+
+    @property
+    def sessions(self) -> SessionStore: ...
+
+    def platform(self) -> PlatformUnitOfWork: ...
+
+
 class PendingInvalidations:
     """The durable list of one database, as one ``LeadDB`` records and applies it."""
 
-    def __init__(self, db: LeadDB, poll_seconds: float) -> None:
+    def __init__(self, db: Database, poll_seconds: float) -> None:
         self._db = db
         self._poll_seconds = poll_seconds
         self._task: asyncio.Task[None] | None = None

@@ -168,8 +168,6 @@ def _locked_update(
         log = shape.audit_rows(
             written,
             written.join(old, old.c.id == written.c.id),
-            action=audit_param("action"),
-            actor=audit_param("actor"),
             changes=changes,
             audit_id=func.leaddb_uuid7() if many else audit_param("audit_id"),
         ).cte("log")
@@ -316,7 +314,6 @@ def upsert_one(
         written,
         written.outerjoin(old, old.c.id == written.c.id),
         action=cast(action, audit_param("action").type),
-        actor=audit_param("actor"),
         changes=changes,
         audit_id=audit_param("audit_id"),
     ).cte("log")
@@ -340,13 +337,5 @@ def delete_one(shape: TableShape, *, audit: bool, check_version: bool) -> Positi
     written = delete(t).where(*conditions).returning(*t.c)
     if not audit:
         return compile_positional(written, parameters)
-    w = written.cte("w")
-    log = shape.audit_rows(
-        w,
-        w,
-        action=audit_param("action"),
-        actor=audit_param("actor"),
-        changes=func.jsonb_build_object(inline("before"), shape.redacted(w)),
-        audit_id=audit_param("audit_id"),
-    ).cte("log")
-    return compile_positional(select(*w.c).add_cte(log), [*parameters, *_AUDIT_PARAMS])
+    audited = shape.with_image_audit(written, "before", audit_param("audit_id"))
+    return compile_positional(audited, [*parameters, *_AUDIT_PARAMS])

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.sql.selectable import Alias, NamedFromClause
+from sqlalchemy.sql.selectable import Alias, HasCTE, NamedFromClause
 from sqlalchemy.types import UserDefinedType
 
 from leaddb.models.activity import ActivityLog
@@ -129,12 +129,13 @@ class TableShape:
         written: FromClause,
         source: FromClause,
         *,
-        action: ColumnElement[Any],
-        actor: ColumnElement[Any],
         changes: ColumnElement[Any],
         audit_id: ColumnElement[Any],
+        action: ColumnElement[Any] | None = None,
+        actor: ColumnElement[Any] | None = None,
     ) -> Insert:
-        """INSERT one audit row per row of ``source``, in which ``written`` is the written row.
+        """INSERT one audit row per row of ``source``, in which ``written`` is the written row;
+        ``action`` and ``actor`` are the statement's parameters of those names unless given.
 
         Statements that write one row take the audit row's id as a parameter: made in Python,
         it costs the server 20-35 us less per statement than ``leaddb_uuid7()`` (EXPLAIN
@@ -144,14 +145,26 @@ class TableShape:
         rows = select(
             organization,
             audit_id,
-            actor,
+            audit_param("actor") if actor is None else actor,
             inline(self.entity),
             written.c.id,
-            action,
+            audit_param("action") if action is None else action,
             changes,
         ).select_from(source)
         names = ["organization_id", "id", "actor_user_id", "entity_type", "entity_id"]
         return insert(_AUDIT).from_select([*names, "action", "changes"], rows)
+
+    def with_image_audit(self, written: HasCTE, image: str, audit_id: ColumnElement[Any]) -> HasCTE:
+        """``written`` (RETURNING the row) with an audit row for each row it wrote, whose
+        ``changes`` are ``{image: the row}``, secrets left out."""
+        w = written.cte("w")
+        log = self.audit_rows(
+            w,
+            w,
+            changes=func.jsonb_build_object(inline(image), self.redacted(w)),
+            audit_id=audit_id,
+        ).cte("log")
+        return select(*w.c).add_cte(log)
 
 
 def audit_param(name: str) -> ColumnElement[Any]:
@@ -220,8 +233,6 @@ def insert_one(
     log = shape.audit_rows(
         w,
         w,
-        action=audit_param("action"),
-        actor=audit_param("actor"),
         changes=func.jsonb_build_object(inline("after"), image),
         audit_id=audit_param("audit_id"),
     ).cte("log")
@@ -277,16 +288,8 @@ def insert_from(
     parameters = list(source_parameters)
     if not audit:
         return compile_positional(written, parameters)
-    w = written.cte("w")
-    log = shape.audit_rows(
-        w,
-        w,
-        action=audit_param("action"),
-        actor=audit_param("actor"),
-        changes=func.jsonb_build_object(inline("after"), shape.redacted(w)),
-        audit_id=func.leaddb_uuid7(),
-    ).cte("log")
-    return compile_positional(select(*w.c).add_cte(log), ["action", "actor", *parameters])
+    audited = shape.with_image_audit(written, "after", func.leaddb_uuid7())
+    return compile_positional(audited, ["action", "actor", *parameters])
 
 
 def insert_from_scratch(
@@ -311,8 +314,6 @@ def insert_from_scratch(
     log = shape.audit_rows(
         w,
         w,
-        action=audit_param("action"),
-        actor=audit_param("actor"),
         changes=w.c[changes_column],
         audit_id=w.c[audit_id_column],
     ).cte("log")
