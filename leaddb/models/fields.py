@@ -18,7 +18,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import sqlalchemy as sa
 from annotated_types import Interval
-from pydantic import AfterValidator, EmailStr, HttpUrl, JsonValue, TypeAdapter
+from pydantic import AfterValidator, EmailStr, HttpUrl, JsonValue, StringConstraints, TypeAdapter
 from pydantic import Field as PydanticField
 from pydantic_core import PydanticUndefined, PydanticUndefinedType
 from sqlalchemy.dialects.postgresql import JSONB
@@ -26,11 +26,13 @@ from sqlmodel import Field
 
 __all__ = [
     "BODY_MAX_LENGTH",
+    "MAX_TAGS",
     "MONEY_DIGITS",
     "MONEY_PLACES",
     "SCORE_MAX",
     "SCORE_MIN",
     "SENSITIVE_INFO_KEY",
+    "TAG_MAX_LENGTH",
     "Email",
     "HttpUrlStr",
     "Json",
@@ -42,6 +44,7 @@ __all__ = [
     "OptionalMoney",
     "OptionalName",
     "Score",
+    "Tags",
     "Timezone",
     "char_length_check",
     "db_default",
@@ -192,6 +195,10 @@ SCORE_MAX: Final = 100
 MONEY_DIGITS: Final = 14
 MONEY_PLACES: Final = 2
 BODY_MAX_LENGTH: Final = 100_000
+TAG_MAX_LENGTH: Final = 64
+"""The longest tag of a lead, in characters (its column is ``varchar(64)[]``); a scoring rule on
+the tags takes no longer one."""
+MAX_TAGS: Final = 50
 
 
 _JsonT = TypeVar("_JsonT")
@@ -238,6 +245,10 @@ OptionalEmail = Annotated[EmailStr | None, text_field(254)]
 
 Score = Annotated[int, Interval(ge=SCORE_MIN, le=SCORE_MAX)]
 """A lead score, 0..100 (``ck_leads_score_range`` in the database)."""
+
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=TAG_MAX_LENGTH)]
+Tags = Annotated[list[Tag], PydanticField(max_length=MAX_TAGS)]
+"""A lead's tags: up to :data:`MAX_TAGS`, each of 1 to :data:`TAG_MAX_LENGTH` characters."""
 
 Money = Annotated[
     Decimal, PydanticField(ge=0, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)

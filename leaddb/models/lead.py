@@ -5,8 +5,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Final, Optional
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, AwareDatetime, StringConstraints
-from pydantic import Field as PydanticField
+from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlmodel import Field, SQLModel
 
@@ -31,14 +30,17 @@ from leaddb.models.base import (
 )
 from leaddb.models.enums import LeadSource, LeadStatus, LeadTemperature
 from leaddb.models.fields import (
+    MAX_TAGS,
     SCORE_MAX,
     SCORE_MIN,
+    TAG_MAX_LENGTH,
     Email,
     JsonObject,
     OptionalHttpUrl,
     OptionalMoney,
     OptionalName,
     Score,
+    Tags,
     db_default,
     enum_field,
     json_field,
@@ -46,6 +48,8 @@ from leaddb.models.fields import (
     timestamp_field,
 )
 
+# MAX_TAGS, TAG_MAX_LENGTH and Tags are declared in leaddb.models.fields (the rule grammar checks a
+# tag rule against the same length) and stay importable from here.
 __all__ = [
     "LEADS_FILLFACTOR",
     "MAX_TAGS",
@@ -65,8 +69,6 @@ __all__ = [
 ]
 
 PHONE_PATTERN: Final = r"^\+?[0-9 ().\-]{6,32}$"
-TAG_MAX_LENGTH: Final = 64
-MAX_TAGS: Final = 50
 LEADS_FILLFACTOR: Final = 50
 """How full new pages of ``leads`` are filled (percent); see ``Lead.__table_args__``."""
 SEARCH_CONFIG: Final = "simple"
@@ -92,9 +94,6 @@ OptionalPhone = Annotated[PhoneNumber | None, text_field(32, pattern=PHONE_PATTE
 """E.164-ish: an optional ``+``, then digits, spaces, ``().-``; at least 6 digits."""
 
 PersonName = Annotated[str | None, text_field(100)]
-
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=TAG_MAX_LENGTH)]
-Tags = Annotated[list[Tag], PydanticField(max_length=MAX_TAGS)]
 
 
 class LeadBase(SQLModel):

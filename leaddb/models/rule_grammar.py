@@ -30,7 +30,7 @@ from typing import Final, TypeAlias
 from pydantic import JsonValue
 
 from leaddb.models.enums import LeadSource, LeadStatus, ScoringOperator
-from leaddb.models.lead import TAG_MAX_LENGTH
+from leaddb.models.fields import TAG_MAX_LENGTH
 
 __all__ = [
     "CUSTOM_FIELD_PREFIX",

@@ -1,8 +1,7 @@
 """Lead scoring: the rules an organization scores its leads with, and the history of scores.
 
 The Create and Update schemas of a rule check its field, operator and value against the rule
-grammar of :mod:`leaddb.models.rule_grammar` (imported when a rule is validated: the scoring package
-itself builds on these models).
+grammar of :mod:`leaddb.models.rule_grammar`.
 """
 
 import uuid
@@ -43,6 +42,12 @@ from leaddb.models.fields import (
     enum_field,
     json_field,
     text_field,
+)
+from leaddb.models.rule_grammar import (
+    check_operand_shape,
+    check_operator,
+    parse_rule,
+    rule_target,
 )
 
 __all__ = [
@@ -116,15 +121,11 @@ class LeadScoringRuleCreate(LeadScoringRuleBase, CreateSchema):
     @field_validator("field")
     @classmethod
     def _scorable_field(cls, field: str) -> str:
-        from leaddb.models.rule_grammar import rule_target
-
         rule_target(field)
         return field
 
     @model_validator(mode="after")
     def _valid_condition(self) -> Self:
-        from leaddb.models.rule_grammar import parse_rule
-
         parse_rule(self.field, self.operator, self.value)
         return self
 
@@ -138,8 +139,6 @@ class LeadScoringRuleUpdate(UpdateSchema):
     @field_validator("field", check_fields=False)
     @classmethod
     def _scorable_field(cls, field: str) -> str:
-        from leaddb.models.rule_grammar import rule_target
-
         rule_target(field)
         return field
 
@@ -150,13 +149,6 @@ class LeadScoringRuleUpdate(UpdateSchema):
         A patch may change the value alone (its field and operator are in the stored rule),
         so only the parts given together can be checked here.
         """
-        from leaddb.models.rule_grammar import (
-            check_operand_shape,
-            check_operator,
-            parse_rule,
-            rule_target,
-        )
-
         has_value = "value" in self.model_fields_set
         if self.field is not None and self.operator is not None:
             if has_value:
