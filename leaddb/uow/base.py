@@ -35,6 +35,7 @@ from leaddb.errors import (
     UnitOfWorkClosedError,
 )
 from leaddb.sql import system
+from leaddb.uow.orm import open_session
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -195,8 +196,6 @@ class UnitOfWork:
         like repository writes, and ``commit()`` flushes it first. Created on first use."""
         if self._session is None:
             self.check_open()
-            from leaddb.uow.orm import open_session
-
             self._session = open_session(self, self._pool, self._db.settings)
         return self._session
 

@@ -31,7 +31,7 @@ import uuid
 import weakref
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import sqlalchemy as sa
@@ -60,9 +60,8 @@ if TYPE_CHECKING:
     from leaddb.connections.pool import ConnectionPool
     from leaddb.repositories.work import Connection
     from leaddb.settings import LeadDBSettings
-    from leaddb.uow.base import UnitOfWork
 
-__all__ = ["UNAUDITED_ENTITIES", "open_session", "related"]
+__all__ = ["UNAUDITED_ENTITIES", "SessionOwner", "open_session", "related"]
 
 # The entities whose repositories write no audit row (``audited = False``, and the audit trail
 # itself); tests/unit/test_orm_session.py checks this against the repositories.
@@ -74,6 +73,27 @@ UNAUDITED_ENTITIES = frozenset({"activity_log", "lead_score_history"})
 _handoff: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
     "leaddb_orm_handoff", default=None
 )
+
+
+class SessionOwner(Protocol):
+    """What a session takes from the unit of work it runs in (``UnitOfWork`` is one): its tenant
+    and actor, its connection, and the record of what the session's statements wrote."""
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def actor_id(self) -> uuid.UUID | None: ...
+
+    async def transaction_connection(self) -> Connection: ...
+
+    def note_raw_sql(self) -> None: ...
+
+    def record_write(self, entity: str, ids: Iterable[uuid.UUID]) -> None: ...
+
+    def record_created(self, entity: str, ids: Iterable[uuid.UUID]) -> None: ...
+
+    def record_bulk_write(self, entity: str) -> None: ...
 
 
 async def _borrowed_connection() -> Connection:
@@ -191,7 +211,7 @@ class UnitSession(Session):
         bound: SyncConnection | None = self.info.get("leaddb_connection")
         if bound is not None:
             return bound
-        uow: UnitOfWork = self.info["leaddb_uow"]
+        uow: SessionOwner = self.info["leaddb_uow"]
         engine: AsyncEngine = self.info["leaddb_engine"]
         # Inside SQLAlchemy's greenlet: the unit of work's connection (acquired and begun now if
         # this is its first statement) is awaited from here.
@@ -262,7 +282,7 @@ def related(attribute: object) -> QueryableAttribute[Any]:
     return attribute
 
 
-def open_session(uow: UnitOfWork, pool: ConnectionPool, settings: LeadDBSettings) -> AsyncSession:
+def open_session(uow: SessionOwner, pool: ConnectionPool, settings: LeadDBSettings) -> AsyncSession:
     """A new session for ``uow`` (called once, on the first use of ``uow.session``)."""
     engine = orm_engine(pool, settings)
     return AsyncSession(
@@ -277,8 +297,8 @@ def open_session(uow: UnitOfWork, pool: ConnectionPool, settings: LeadDBSettings
 # -- the tenant ---------------------------------------------------------------------------------
 
 
-def _uow_of(session: sa.orm.Session) -> UnitOfWork:
-    uow: UnitOfWork = session.info["leaddb_uow"]
+def _uow_of(session: sa.orm.Session) -> SessionOwner:
+    uow: SessionOwner = session.info["leaddb_uow"]
     return uow
 
 
@@ -326,7 +346,7 @@ def _tenant_criteria(tenant: uuid.UUID) -> tuple[Any, ...]:
 _NOT_AUDITED_COLUMNS = frozenset({"version", "updated_at", "created_at"}) | SECRET_COLUMNS
 
 
-def _keyed_bulk(state: ORMExecuteState, uow: UnitOfWork, *, softened: bool) -> Any:
+def _keyed_bulk(state: ORMExecuteState, uow: SessionOwner, *, softened: bool) -> Any:
     """A bulk ORM UPDATE / DELETE, keyed: the rows it matches are read and locked first, the
     statement runs on exactly those rows, and each gets its audit row and its cache key, as
     the repositories' update_many does. Two more round trips than the bare statement."""
@@ -392,7 +412,7 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _audit_row(
-    uow: UnitOfWork,
+    uow: SessionOwner,
     entity: str,
     organization: uuid.UUID,
     entity_id: uuid.UUID,
