@@ -36,7 +36,7 @@ from leaddb.sql import statements
 from leaddb.sql.compile import Positional, compile_positional
 
 if TYPE_CHECKING:
-    from leaddb.repositories.inserts import AppendOnlyRepository
+    from leaddb.repositories.reads import ReadRepository
     from leaddb.repositories.work import Connection
 
 # The first chunks are small so that PostgreSQL starts early, each built by Python while the one
@@ -149,18 +149,28 @@ class _Chunk:
 
 
 class CopiedInsert:
-    """One large ``create_many``; see the module docstring."""
+    """One large ``create_many``; see the module docstring.
+
+    ``repository`` is the one inserting (its table, statements, rows and unit of work);
+    ``values`` turns an item into the row's column values, and ``audit_args`` are the insert
+    statement's parameters before the rows (the audit rows' action and actor), as the
+    repository's own inserts give them.
+    """
 
     def __init__(
         self,
-        repository: AppendOnlyRepository[Any, Any],
+        repository: ReadRepository[Any],
         connection: Connection,
         items: Sequence[Any],
         *,
+        values: Callable[[Any], dict[str, Any]],
+        audit_args: Sequence[object],
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._repository = repository
+        self._row_values = values
+        self._audit_args = audit_args
         self._connection = connection
         self._items = items
         self._shape = repository._shape
@@ -179,7 +189,7 @@ class CopiedInsert:
 
     def _values(self, start: int, stop: int) -> list[dict[str, Any]]:
         try:
-            rows = [self._repository._insert_values(item) for item in self._items[start:stop]]
+            rows = [self._row_values(item) for item in self._items[start:stop]]
             if not self._columns:
                 self._columns = tuple(rows[0])
             if any(tuple(row) != self._columns for row in rows):
@@ -249,9 +259,7 @@ class CopiedInsert:
     async def _insert(self, chunk: _Chunk, bounds: list[tuple[int, int]]) -> list[Any]:
         repository, connection = self._repository, self._connection
         sql = self._insert_sql()
-        args: list[Any] = (
-            list(repository._action_and_actor("created")) if repository.audited else []
-        )
+        args = self._audit_args
         method = connection.fetch if self._filled is None else connection.execute
         truncate = f"TRUNCATE {self._scratch_name}"
         columns = list(self._columns)

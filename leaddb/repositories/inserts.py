@@ -127,6 +127,11 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         """Action, actor and a new audit row id: the parameters of a one-row statement."""
         return action, self._uow.actor_id, new_id()
 
+    def _insert_audit_args(self) -> list[Any]:
+        """The parameters an insert of many rows takes before them: the audit rows' action and
+        actor (none when the entity is not audited)."""
+        return list(self._action_and_actor("created")) if self.audited else []
+
     def _written(self, *ids: uuid.UUID) -> None:
         self._uow.record_write(self._shape.entity, ids)
 
@@ -172,7 +177,14 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             return []
         connection = await self._connection()
         if len(items) >= COPY_THRESHOLD:
-            return await CopiedInsert(self, connection, items, on_progress=on_progress).run()
+            return await CopiedInsert(
+                self,
+                connection,
+                items,
+                values=self._insert_values,
+                audit_args=self._insert_audit_args(),
+                on_progress=on_progress,
+            ).run()
         rows = [self._insert_values(item) for item in items]
         columns = tuple(rows[0])
         if any(tuple(row) != columns for row in rows):
@@ -201,7 +213,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             document = orjson.dumps(rows, default=pg_json_default, option=orjson.OPT_NAIVE_UTC)
         except TypeError as error:
             raise InvalidValueError(f"{self._shape.entity}: not storable: {error}") from None
-        args: list[Any] = list(self._action_and_actor("created")) if self.audited else []
+        args = self._insert_audit_args()
         args.append(document.decode())
         written = self._hydrator.many(await run(connection.fetch, sql.text, *sql.args(args)))
         # RETURNING promises no order; give the rows back in the caller's.
