@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from leaddb.cli_support import DatabaseUrl, RedisUrl, console, fail, load_settings, run
 from leaddb.seeding.defaults import DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY
 
 # The `leaddb` command imports this module to register `seed`: what the command runs is imported
@@ -229,18 +230,10 @@ def seed_command(
     concurrency: Annotated[
         int, typer.Option(min=1, max=16, help="Batches in flight (they commit in order).")
     ] = DEFAULT_CONCURRENCY,
-    database_url: Annotated[
-        str | None,
-        typer.Option(help="PostgreSQL URL (default: LEADDB_DATABASE_URL, else embedded)."),
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(help="Redis URL (default: LEADDB_REDIS_URL, else embedded)."),
-    ] = None,
+    database_url: DatabaseUrl = None,
+    redis_url: RedisUrl = None,
 ) -> None:
     """Create realistic organizations, users and leads; re-running adds only what is missing."""
-    # Imported here: leaddb.cli imports this module to register the command.
-    from leaddb.cli import console, fail, load_settings, run
     from leaddb.models.organization import SLUG_PATTERN
 
     if len(prefix) > 50 or not re.fullmatch(SLUG_PATTERN, f"{prefix}-001"):
