@@ -6,6 +6,9 @@ extra" run the same code; the section times both in one process (the first after
 ``instrument()`` found no provider and stayed off, with opentelemetry imported), and separately
 times the flag reads a get makes, which is all that separates leaddb from a build without the
 hooks. "On" records every span to an in-memory exporter and every metric to an in-memory reader.
+A fourth contender in each table is the floor of "on": the same operation with telemetry off,
+followed by the spans and histogram values leaddb recorded for it, recorded again straight
+through the SDK; the difference between it and "on" is what leaddb's own instrumentation costs.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ ON = "leaddb get, SDK + in-memory exporters (on)"
 CACHED_NO_EXTRA = "leaddb cached get, telemetry never asked for"
 CACHED_OFF = "leaddb cached get, extra imported, no provider (off)"
 CACHED_ON = "leaddb cached get, SDK + in-memory exporters (on)"
+FLOOR = "leaddb get (off) + its spans and metrics recorded through the SDK alone"
+CACHED_FLOOR = "leaddb cached get (off) + its spans and metrics recorded through the SDK alone"
 
 HOOKS_PER_CACHED_GET = 3
 """Flag reads of a cached get in its own unit of work: enter, exit, the cache lookup."""
@@ -95,13 +100,54 @@ async def telemetry_cost(bench: Bench) -> None:
 
             return run
 
+        # One of each with telemetry on, to replay exactly what leaddb records for them.
+        spans.clear()
+        telemetry.on = True
+        try:
+            async with bench.db.tenant(org) as uow:
+                await uow.leads.get(pick(0))
+            recorded_get = list(spans.get_finished_spans())
+            spans.clear()
+            async with bench.db_cached.tenant(org) as uow:
+                await uow.leads.get(pick_cached(0))
+            recorded_cached_get = list(spans.get_finished_spans())
+            spans.clear()
+        finally:
+            telemetry.on = False
+        replay_get = _sdk_replay(tracer_provider, meter_provider, recorded_get)
+        replay_cached_get = _sdk_replay(tracer_provider, meter_provider, recorded_cached_get)
+
+        def floor_of(
+            db: LeadDB, choose: Callable[[int], uuid.UUID], replay: Callable[[], None]
+        ) -> Callable[[int], Awaitable[object]]:
+            async def run(i: int) -> object:
+                telemetry.on = False
+                try:
+                    async with db.tenant(org) as uow:
+                        found = await uow.leads.get(choose(i))
+                    replay()
+                    return found
+                finally:
+                    if i % 256 == 0:
+                        spans.clear()
+
+            return run
+
+        get_spans = f"{len(recorded_get)} spans"
+        cached_spans = f"{len(recorded_cached_get)} spans"
         await bench.measure(
             "telemetry_get",
             "telemetry: get by id (cache off), each in its own unit of work",
             [
                 Contender(NO_EXTRA, get_with(bench.db, False), "the baseline", "reference"),
                 Contender(OFF, get_with(bench.db, False), "no provider", "leaddb"),
-                Contender(ON, get_with(bench.db, True), "5 spans, 2 histograms", "leaddb"),
+                Contender(ON, get_with(bench.db, True), f"{get_spans}, histograms", "leaddb"),
+                Contender(
+                    FLOOR,
+                    floor_of(bench.db, pick, replay_get),
+                    f"the same {get_spans} and histogram values, no leaddb code",
+                    "reference",
+                ),
             ],
             floor=NO_EXTRA,
         )
@@ -111,25 +157,65 @@ async def telemetry_cost(bench: Bench) -> None:
             [
                 Contender(CACHED_NO_EXTRA, cached_with(False), "the baseline", "reference"),
                 Contender(CACHED_OFF, cached_with(False), "no provider", "leaddb"),
-                Contender(CACHED_ON, cached_with(True), "2 spans, 1 histogram", "leaddb"),
+                Contender(CACHED_ON, cached_with(True), f"{cached_spans}, 1 histogram", "leaddb"),
+                Contender(
+                    CACHED_FLOOR,
+                    floor_of(bench.db_cached, pick_cached, replay_cached_get),
+                    f"the same {cached_spans} and histogram value, no leaddb code",
+                    "reference",
+                ),
             ],
             floor=CACHED_NO_EXTRA,
         )
-        floor = _sdk_floor_us(tracer_provider, meter_provider, spans.clear)
     finally:
         telemetry.uninstrument()
         meter_provider.shutdown()
         tracer_provider.shutdown()
-    bench.facts["telemetry on: the SDK's own cost"] = (
-        f"what a cached get records (2 spans, one of them made current, 1 histogram value), "
-        f"done with the SDK directly and no leaddb code: {floor:.1f} µs here; the difference "
-        "between the cached get's on and off medians below is that, not leaddb's"
-    )
     bench.facts["telemetry hooks while off"] = (
         f"one flag read costs {_flag_read_ns():.0f} ns here; a cached get makes "
         f"{HOOKS_PER_CACHED_GET}, an uncached get {HOOKS_PER_GET}: what a build without the "
         "hooks would save (compare with the medians in µs below)"
     )
+
+
+def _sdk_replay(
+    tracer_provider: Any, meter_provider: Any, recorded: list[Any]
+) -> Callable[[], None]:
+    """What one operation's telemetry costs the SDK with no leaddb code in the way: the spans
+    that leaddb recorded for it (same names, kinds and attributes, the unit of work's made
+    current while its children run) and the same histogram values, recorded again straight
+    through the SDK. Timed after the operation with telemetry off, it is the floor of "on"."""
+    from opentelemetry import context, trace
+
+    tracer = tracer_provider.get_tracer("bench.floor")
+    meter = meter_provider.get_meter("bench.floor")
+    statement_histogram = meter.create_histogram("bench.floor.statement")
+    unit_histogram = meter.create_histogram("bench.floor.unit")
+    unit = next(span for span in recorded if span.name == "leaddb.unit_of_work")
+    unit_attributes = dict(unit.attributes or {})
+    children = [
+        (span.name, span.kind, dict(span.attributes or {})) for span in recorded if span is not unit
+    ]
+    statement_metrics = [
+        {key: value for key, value in attributes.items() if key != "db.query.text"}
+        for _, _, attributes in children
+        if attributes.get("db.system.name") == "postgresql"
+    ]
+    outcome = {"leaddb.unit_of_work.kind": "tenant", "leaddb.unit_of_work.outcome": "rolled_back"}
+
+    def replay() -> None:
+        span = tracer.start_span(unit.name, attributes=unit_attributes)
+        token = context.attach(trace.set_span_in_context(span))
+        for name, kind, attributes in children:
+            tracer.start_span(name, kind=kind, attributes=attributes).end()
+        for attributes in statement_metrics:
+            statement_histogram.record(0.0001, attributes)
+        span.set_attribute("leaddb.unit_of_work.outcome", "rolled_back")
+        span.end()
+        context.detach(token)
+        unit_histogram.record(0.0001, outcome)
+
+    return replay
 
 
 def _flag_read_ns() -> float:
@@ -151,28 +237,3 @@ def _flag_read_ns() -> float:
                 raise AssertionError("unreachable")
         best_empty = min(best_empty, time.perf_counter_ns() - began)
     return max(0.0, (best_hook - best_empty) / rounds)
-
-
-def _sdk_floor_us(tracer_provider: Any, meter_provider: Any, clear: Callable[[], None]) -> float:
-    """Microseconds per cached get's worth of recording, straight through the SDK."""
-    from opentelemetry import context, trace
-
-    tracer = tracer_provider.get_tracer("bench")
-    histogram = meter_provider.get_meter("bench").create_histogram("bench.floor")
-    tenant = str(uuid.uuid4())
-    rounds = 5_000
-    began = time.perf_counter()
-    for i in range(rounds):
-        unit = tracer.start_span("unit", attributes={"kind": "tenant", "tenant": tenant})
-        token = context.attach(trace.set_span_in_context(unit))
-        lookup = tracer.start_span(
-            "MGET", attributes={"system": "redis", "op": "MGET", "entity": "lead", "hit": True}
-        )
-        lookup.end()
-        unit.set_attribute("outcome", "rolled_back")
-        unit.end()
-        context.detach(token)
-        histogram.record(0.0001, {"kind": "tenant", "outcome": "rolled_back"})
-        if i % 256 == 0:
-            clear()
-    return (time.perf_counter() - began) / rounds * 1e6
