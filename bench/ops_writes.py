@@ -62,6 +62,8 @@ def payload_values(count: int, label: str) -> list[dict[str, Any]]:
 
 
 RAW_POOLED = "raw asyncpg via the pool"
+LEADDB = "leaddb"
+LEADDB_WITHOUT_RLS = "leaddb, row-level security off"
 POOLED_NOTE = "acquire, BEGIN, statement, COMMIT, release (+ asyncpg's reset query): a uow's path"
 
 
@@ -188,7 +190,7 @@ async def _create_one_round(bench: Bench) -> None:
 async def _update_one_round(bench: Bench) -> None:
     count = bench.sizes.write_round_iterations
     org = bench.big
-    names = ["raw", "pooled", "orm", "aa", "fc", "leaddb"]
+    names = ["raw", "pooled", "orm", "aa", "fc", "leaddb", "leaddb_without_rls"]
     slices = {name: bench.seeded.take_ids(bench.sizes.inputs(count)) for name in names}
     state: dict[uuid.UUID, tuple[int, int]] = {}
     async with AsyncExitStack() as stack:
@@ -300,14 +302,31 @@ async def _update_one_round(bench: Bench) -> None:
             done(lead_id, version, score)
             return lead
 
-        contenders.append(
+        async def leaddb_without_rls(i: int) -> object:
+            lead_id, version, score = target("leaddb_without_rls", i)
+            async with bench.db_without_rls.tenant(org) as uow:
+                lead = await uow.leads.update(
+                    lead_id, LeadUpdate(score=score), expected_version=version
+                )
+                await uow.commit()
+            done(lead_id, version, score)
+            return lead
+
+        contenders += [
             Contender(
-                "leaddb",
+                LEADDB,
                 leaddb,
                 "unit of work: update(id, LeadUpdate(score), expected_version) + commit",
                 "leaddb",
-            )
-        )
+            ),
+            Contender(
+                LEADDB_WITHOUT_RLS,
+                leaddb_without_rls,
+                "the same with row_level_security=False: the statement, the audit row and the "
+                "unit of work without the signed context's policies (for where the time goes)",
+                "leaddb",
+            ),
+        ]
         await bench.measure(
             "update",
             "update one lead with its version check (own transaction, committed)",

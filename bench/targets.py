@@ -28,6 +28,7 @@ from bench.ops_telemetry import (
     OFF,
     ON,
 )
+from bench.ops_writes import LEADDB_WITHOUT_RLS as UPDATE_WITHOUT_RLS
 
 LEADDB = "leaddb"
 LEADDB_BULK = "leaddb create_many"
@@ -89,6 +90,7 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
     first = results.get("list_first")
     deep = results.get("list_deep")
     bulk = results.get("create_many")
+    update_without_rls = _ratio(results.get("update"), UPDATE_WITHOUT_RLS, RAW)
     found: list[Target] = [
         Target(
             5,
@@ -101,6 +103,10 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
             "update one (version check) / raw asyncpg",
             _ratio(results.get("update"), LEADDB, RAW),
             1.5,
+            detail=(
+                "with row-level security off (the statement and its audit row without the "
+                f"signed context's policies): {update_without_rls:.2f}x"
+            ),
         ),
         Target(5, "create one / raw asyncpg", _ratio(results.get("create"), LEADDB, RAW), 1.5),
         Target(
