@@ -13,8 +13,10 @@ What it gives a test (fixtures):
 
 Servers: ``LEADDB_TEST_DATABASE_URL`` (a PostgreSQL server where the run may create and drop a
 database) and ``LEADDB_TEST_REDIS_URL`` (a Redis database the run may write ``leaddb:*`` keys
-in); unset, an embedded PostgreSQL and Redis (extra ``embedded``) are started for the run. Either
-way the run creates a database of its own, migrates it once and drops it at the end.
+in, as ``LEADDB_REDIS_URL`` names one: a ``redis+cluster://`` URL's keys are emptied on every
+master); unset, an embedded PostgreSQL and Redis (extra ``embedded``) are started for the run.
+Either way the run creates a database of its own, migrates it once and drops it at the end.
+``redis_for_url`` gives a test redis-py's client of such a URL, to look at what leaddb wrote.
 
 Event loops: whatever loop scopes the service configured for pytest-asyncio, ``leaddb`` is a
 ``LeadDB`` of the loop the test runs on. With ``asyncio_default_fixture_loop_scope`` and
@@ -45,19 +47,22 @@ import pytest_asyncio
 
 if TYPE_CHECKING:
     from leaddb import LeadDB, LeadDBSettings
+    from leaddb.connections.redis_topology import AnyRedis
     from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis
     from leaddb.models import Lead, Organization, User
 
 # Deletes every key of leaddb's (cache rows, tokens, generations, epochs, sessions and their
-# indexes: all start with "leaddb:") in one round trip, and nothing else of the database.
+# indexes: all start with "leaddb:") in one round trip, and nothing else of the database. On a
+# Redis Cluster it runs on every master, each deleting its own keys: one UNLINK per key, since
+# an UNLINK of keys of several slots is refused there (CROSSSLOT, even inside a script).
 _DELETE_LEADDB_KEYS = """
 local cursor = '0'
 local deleted = 0
 repeat
   local reply = redis.call('SCAN', cursor, 'MATCH', 'leaddb:*', 'COUNT', 1000)
   cursor = reply[1]
-  if #reply[2] > 0 then
-    deleted = deleted + redis.call('UNLINK', unpack(reply[2]))
+  for _, key in ipairs(reply[2]) do
+    deleted = deleted + redis.call('UNLINK', key)
   end
 until cursor == '0'
 return deleted
@@ -98,6 +103,28 @@ def run_settings(database_url: str, redis_url: str, **overrides: object) -> Lead
         **overrides,
     }
     return LeadDBSettings.model_validate(values)
+
+
+def redis_for_url(url: str) -> AnyRedis:
+    """redis-py's asyncio client of a Redis URL as ``LEADDB_REDIS_URL`` takes it, for a test to
+    look at what leaddb wrote: ``redis.asyncio.Redis`` for one Redis (``redis://``,
+    ``unix://``), ``RedisCluster`` for ``redis+cluster://``, the Sentinel-managed primary for
+    ``redis+sentinel://``. Replies as redis-py parses them; close it with ``close_redis``."""
+    import redis.asyncio as aioredis
+
+    from leaddb.connections.redis_topology import create_client, parse_redis_url
+
+    topology = parse_redis_url(url)
+    if topology.kind == "single":
+        return aioredis.Redis.from_url(url)
+    return create_client(topology, timeout=5.0, retries=True)
+
+
+async def close_redis(client: AnyRedis) -> None:
+    """Close a client of ``redis_for_url`` (and a Sentinel-managed one's Sentinel connections)."""
+    from leaddb.connections.redis_topology import close_client
+
+    await close_client(client)
 
 
 @pytest.fixture(scope="session")
@@ -176,12 +203,28 @@ class Cleaner:
 
     tables: Sequence[str]
     connection: Any  # asyncpg.Connection
-    redis: Any  # redis.asyncio.Redis
+    redis: Any  # redis.asyncio.Redis or RedisCluster (redis_for_url)
     truncate: bool = False
 
     async def clean(self) -> None:
         await self.clean_tables()
-        await self.redis.eval(_DELETE_LEADDB_KEYS, 0)
+        await self.clean_redis()
+
+    async def clean_redis(self) -> None:
+        from redis.asyncio.cluster import RedisCluster
+
+        if not isinstance(self.redis, RedisCluster):
+            await self.redis.eval(_DELETE_LEADDB_KEYS, 0)
+            return
+        # Each master's keys on that master, all at once (a script sees its own node's keys).
+        # initialize() learns the masters on first use and is a no-op after.
+        await self.redis.initialize()
+        await asyncio.gather(
+            *(
+                self.redis.execute_command("EVAL", _DELETE_LEADDB_KEYS, 0, target_nodes=node)
+                for node in self.redis.get_primaries()
+            )
+        )
 
     async def clean_tables(self) -> None:
         import asyncpg
@@ -206,10 +249,9 @@ async def leaddb_cleaner(
     leaddb_servers: Servers, leaddb_database_url: str
 ) -> AsyncIterator[Cleaner]:
     import asyncpg
-    import redis.asyncio as aioredis
 
     connection = await asyncpg.connect(asyncpg_dsn(leaddb_database_url))
-    client = aioredis.Redis.from_url(leaddb_servers.redis_url)
+    client = redis_for_url(leaddb_servers.redis_url)
     try:
         # leaddb's tables, and the lists in leaddb_private that rows leave behind (not its keys).
         rows = await connection.fetch(
@@ -221,7 +263,7 @@ async def leaddb_cleaner(
         )
         yield Cleaner([row["name"] for row in rows], connection, client)
     finally:
-        await client.aclose()
+        await close_redis(client)
         await connection.close()
 
 

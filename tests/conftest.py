@@ -18,13 +18,19 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 # Before the import below, which would otherwise load the plugin's module unrewritten.
 pytest.register_assert_rewrite("leaddb.testing")
 
 from leaddb import LeadDB, LeadDBSettings  # noqa: E402
-from leaddb.testing import Servers, asyncpg_dsn, run_settings  # noqa: E402
+from leaddb.connections.redis_topology import AnyRedis, parse_redis_url  # noqa: E402
+from leaddb.testing import (  # noqa: E402
+    Servers,
+    asyncpg_dsn,
+    close_redis,
+    redis_for_url,
+    run_settings,
+)
 
 # The scale-out suite starts servers of its own (tests/scale, `nox -s scale`): only there.
 collect_ignore = [] if os.environ.get("LEADDB_SCALE") == "1" else ["scale"]
@@ -52,9 +58,15 @@ def clean_servers(leaddb_clean: None) -> None:
     """Empty leaddb's tables and leaddb's Redis keys before the test."""
 
 
-REDIS_CLIENTS = ("lean", "redis-py")
+ON_CLUSTER = parse_redis_url(os.environ.get("LEADDB_TEST_REDIS_URL", "").strip()).kind == "cluster"
+"""The run's Redis is a Redis Cluster (`nox -s scale` runs the cache and session suites on one:
+tests/scale/run_on_cluster.py)."""
+
+REDIS_CLIENTS: tuple[str, ...] = ("redis-py",) if ON_CLUSTER else ("lean", "redis-py")
 """The cache's Redis transports (LEADDB_REDIS_CLIENT). The cache's test modules run once per
-transport: ``pytestmark = pytest.mark.parametrize("settings", REDIS_CLIENTS, indirect=True)``."""
+transport: ``pytestmark = pytest.mark.parametrize("settings", REDIS_CLIENTS, indirect=True)``.
+LeanRedis speaks to one Redis only: on a cluster URL leaddb takes redis-py whatever
+LEADDB_REDIS_CLIENT says, so a cluster run has no "lean" case (not a skipped one: none)."""
 
 
 @pytest.fixture
@@ -76,12 +88,14 @@ async def db(settings: LeadDBSettings) -> AsyncIterator[LeadDB]:
 
 
 @pytest.fixture
-async def redis_client(servers: Servers, clean_servers: None) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(servers.redis_url)
+async def redis_client(servers: Servers, clean_servers: None) -> AsyncIterator[AnyRedis]:
+    """A raw redis-py client of the run's Redis: a ``RedisCluster`` on a cluster, whose SCAN
+    (``scan_iter``) walks every master."""
+    client = redis_for_url(servers.redis_url)
     try:
         yield client
     finally:
-        await client.aclose()
+        await close_redis(client)
 
 
 @pytest.fixture

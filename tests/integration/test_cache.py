@@ -21,6 +21,7 @@ from redis.crc import key_slot
 
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.connections.lean_redis import LeanRedis
+from leaddb.connections.redis_topology import AnyRedis
 from leaddb.connections.redis_transport import RedisPyTransport
 from leaddb.models import (
     IntegrationCreate,
@@ -49,7 +50,7 @@ async def read(db: LeadDB, org_id: uuid.UUID, lead_id: uuid.UUID) -> Lead | None
         return await uow.leads.get(lead_id)
 
 
-async def cached_strings(client: aioredis.Redis) -> dict[bytes, bytes]:
+async def cached_strings(client: AnyRedis) -> dict[bytes, bytes]:
     """Every string key of the Redis database with its value."""
     values: dict[bytes, bytes] = {}
     async for key in client.scan_iter(count=1000):
@@ -230,7 +231,7 @@ async def test_a_rollback_leaves_the_cached_value_equal_to_the_database(
 
 
 async def test_a_unit_of_work_reads_its_own_writes_and_never_caches_them(
-    db: LeadDB, redis_client: aioredis.Redis
+    db: LeadDB, redis_client: AnyRedis
 ) -> None:
     org = await make_org(db)
     lead, other = await make_lead(db, org.id, first_name="Old"), await make_lead(db, org.id)
@@ -287,7 +288,7 @@ async def test_a_unit_of_work_served_from_the_cache_opens_no_transaction(
 
 
 async def test_keys_carry_the_tenant_hash_tag_and_each_tenant_is_one_slot(
-    db: LeadDB, redis_client: aioredis.Redis
+    db: LeadDB, redis_client: AnyRedis
 ) -> None:
     orgs = [await make_org(db) for _ in range(2)]
     for org in orgs:
@@ -310,7 +311,7 @@ async def test_keys_carry_the_tenant_hash_tag_and_each_tenant_is_one_slot(
     assert all(len(tenant_slots) == 1 for tenant_slots in slots.values())
 
 
-async def assert_nothing_cached(client: aioredis.Redis, entity: bytes, *secrets: bytes) -> None:
+async def assert_nothing_cached(client: AnyRedis, entity: bytes, *secrets: bytes) -> None:
     """No key of ``entity`` and no value holding any of ``secrets`` (raw or hex) in Redis."""
     values = await cached_strings(client)
     for name, value in values.items():
@@ -321,7 +322,7 @@ async def assert_nothing_cached(client: aioredis.Redis, entity: bytes, *secrets:
 
 
 async def test_users_are_never_cached(
-    db: LeadDB, redis_client: aioredis.Redis, pg: asyncpg.Connection
+    db: LeadDB, redis_client: AnyRedis, pg: asyncpg.Connection
 ) -> None:
     org = await make_org(db)
     user = await make_user(db, org.id, password=PASSWORD)
@@ -336,7 +337,7 @@ async def test_users_are_never_cached(
 
 
 async def test_integrations_are_never_cached(
-    settings: LeadDBSettings, redis_client: aioredis.Redis, pg: asyncpg.Connection
+    settings: LeadDBSettings, redis_client: AnyRedis, pg: asyncpg.Connection
 ) -> None:
     key = Fernet.generate_key().decode()
     async with await LeadDB.connect(

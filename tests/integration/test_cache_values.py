@@ -13,11 +13,11 @@ from decimal import Decimal
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from conftest import REDIS_CLIENTS
 
 from leaddb import LeadDB
 from leaddb.cache.keys import value_key
+from leaddb.connections.redis_topology import AnyRedis
 from leaddb.models import Lead, LeadStatus
 
 from .factories import make_lead, make_org
@@ -103,7 +103,7 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-async def _corrupt(client: aioredis.Redis, key: str, corruption: Callable[[bytes], bytes]) -> None:
+async def _corrupt(client: AnyRedis, key: str, corruption: Callable[[bytes], bytes]) -> None:
     value = await client.get(key)
     assert isinstance(value, bytes)
     # Keep the generation and epoch the value was filled under, so only the payload is bad.
@@ -114,7 +114,7 @@ async def _corrupt(client: aioredis.Redis, key: str, corruption: Callable[[bytes
 
 @pytest.mark.parametrize("corruption", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
 async def test_a_value_that_does_not_decode_is_a_miss_and_is_filled_again(
-    db: LeadDB, redis_client: aioredis.Redis, corruption: Callable[[bytes], bytes]
+    db: LeadDB, redis_client: AnyRedis, corruption: Callable[[bytes], bytes]
 ) -> None:
     org = await make_org(db)
     leads = [await make_lead(db, org.id, status=LeadStatus.NEW) for _ in range(3)]

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from leaddb.connections.redis_topology import AnyRedis
 from leaddb.errors import ConnectionFailedError, InvalidValueError
 from leaddb.sessions import MAX_RECORD_BYTES, SessionMetadata, SessionStore
 from leaddb.sessions.tokens import parse_token, token_digest
@@ -87,9 +87,7 @@ async def test_well_formed_but_unknown_tokens_are_none(store: SessionStore) -> N
     assert await store.get(token) is not None
 
 
-async def test_no_key_or_value_holds_a_token(
-    redis_client: aioredis.Redis, store: SessionStore
-) -> None:
+async def test_no_key_or_value_holds_a_token(redis_client: AnyRedis, store: SessionStore) -> None:
     org = uuid.uuid4()
     tokens = [
         await store.create(
@@ -134,7 +132,7 @@ async def test_no_key_or_value_holds_a_token(
 
 
 async def test_keys_carry_hash_tags_and_a_user_lives_in_one_slot(
-    redis_client: aioredis.Redis, store: SessionStore
+    redis_client: AnyRedis, store: SessionStore
 ) -> None:
     users = [uuid.uuid4() for _ in range(5)]
     for user in users:
@@ -190,7 +188,7 @@ async def test_data_must_be_small_json(store: SessionStore) -> None:
 
 
 async def test_a_record_written_by_someone_else_is_no_session(
-    redis_client: aioredis.Redis, store: SessionStore
+    redis_client: AnyRedis, store: SessionStore
 ) -> None:
     user = uuid.uuid4()
     token = await store.create(user_id=user, organization_id=uuid.uuid4())

@@ -12,16 +12,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from leaddb import LeadDBSettings
+from leaddb.connections.redis_topology import AnyRedis
 from leaddb.sessions import Session, SessionMetadata, SessionStore
 from leaddb.sessions.tokens import parse_token
 
-from .session_helpers import all_keys, near, short_lived
+from .session_helpers import MakeStore, all_keys, near, short_lived
 
 
-async def test_life_cycle(store: SessionStore, redis_client: aioredis.Redis) -> None:
+async def test_life_cycle(store: SessionStore, redis_client: AnyRedis) -> None:
     user, org = uuid.uuid4(), uuid.uuid4()
     metadata = SessionMetadata(
         ip_address="203.0.113.7", user_agent="Firefox/128", extra={"device": "laptop"}
@@ -68,9 +67,9 @@ async def test_tokens_are_url_safe_and_carry_256_random_bits(store: SessionStore
 
 
 async def test_redis_ttls_match_the_session(
-    redis_client: aioredis.Redis, settings: LeadDBSettings
+    redis_client: AnyRedis, settings: LeadDBSettings, make_store: MakeStore
 ) -> None:
-    store = SessionStore(redis_client, short_lived(settings, session_idle_ttl_seconds=60))
+    store = make_store(short_lived(settings, session_idle_ttl_seconds=60))
     user = uuid.uuid4()
     token = await store.create(user_id=user, organization_id=uuid.uuid4())
     custom = await store.create(user_id=user, organization_id=uuid.uuid4(), ttl=timedelta(hours=2))
@@ -91,9 +90,9 @@ async def test_redis_ttls_match_the_session(
 
 
 async def test_use_slides_the_idle_expiry(
-    redis_client: aioredis.Redis, settings: LeadDBSettings
+    redis_client: AnyRedis, settings: LeadDBSettings, make_store: MakeStore
 ) -> None:
-    store = SessionStore(redis_client, short_lived(settings, session_idle_ttl_seconds=1))
+    store = make_store(short_lived(settings, session_idle_ttl_seconds=1))
     used = await store.create(user_id=uuid.uuid4(), organization_id=uuid.uuid4())
     idle = await store.create(user_id=uuid.uuid4(), organization_id=uuid.uuid4())
     for _ in range(3):  # 1.5 s in all, well past the 1 s idle ttl
@@ -107,11 +106,10 @@ async def test_use_slides_the_idle_expiry(
 
 
 async def test_use_never_extends_past_the_absolute_lifetime(
-    redis_client: aioredis.Redis, settings: LeadDBSettings
+    redis_client: AnyRedis, settings: LeadDBSettings, make_store: MakeStore
 ) -> None:
-    store = SessionStore(
-        redis_client,
-        short_lived(settings, session_idle_ttl_seconds=1, session_absolute_ttl_seconds=2),
+    store = make_store(
+        short_lived(settings, session_idle_ttl_seconds=1, session_absolute_ttl_seconds=2)
     )
     user = uuid.uuid4()
     token = await store.create(user_id=user, organization_id=uuid.uuid4())
@@ -217,9 +215,9 @@ async def test_concurrent_rotations_leave_exactly_one_token(store: SessionStore)
 
 
 async def test_the_cap_evicts_the_oldest_sessions_first(
-    redis_client: aioredis.Redis, settings: LeadDBSettings
+    redis_client: AnyRedis, settings: LeadDBSettings, make_store: MakeStore
 ) -> None:
-    store = SessionStore(redis_client, short_lived(settings, session_max_per_user=3))
+    store = make_store(short_lived(settings, session_max_per_user=3))
     user, org = uuid.uuid4(), uuid.uuid4()
     tokens = [await store.create(user_id=user, organization_id=org) for _ in range(5)]
     assert [await store.get(token) is not None for token in tokens] == [False] * 2 + [True] * 3
@@ -229,9 +227,9 @@ async def test_the_cap_evicts_the_oldest_sessions_first(
 
 
 async def test_the_cap_counts_only_live_sessions(
-    redis_client: aioredis.Redis, settings: LeadDBSettings
+    redis_client: AnyRedis, settings: LeadDBSettings, make_store: MakeStore
 ) -> None:
-    store = SessionStore(redis_client, short_lived(settings, session_max_per_user=2))
+    store = make_store(short_lived(settings, session_max_per_user=2))
     user, org = uuid.uuid4(), uuid.uuid4()
     await store.create(user_id=user, organization_id=org, ttl=0.2)
     kept = await store.create(user_id=user, organization_id=org)
@@ -242,7 +240,7 @@ async def test_the_cap_counts_only_live_sessions(
 
 
 async def test_list_prunes_entries_of_expired_sessions(
-    redis_client: aioredis.Redis, store: SessionStore
+    redis_client: AnyRedis, store: SessionStore
 ) -> None:
     user = uuid.uuid4()
     await store.create(user_id=user, organization_id=uuid.uuid4(), ttl=0.2)
