@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 from pydantic import JsonValue, ValidationError
+from redis.asyncio.cluster import RedisCluster
 
 from leaddb import telemetry
 from leaddb.connections.driver_errors import redis_errors
@@ -64,6 +65,13 @@ class SessionStore:
         is_active_member: Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]] | None = None,
         repair: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
+        if isinstance(redis, RedisCluster):
+            # Its reply callbacks are shared with every node it builds: the transport can make
+            # them raw only on a client of its own (leaddb.connections.redis_transport).
+            raise TypeError(
+                "SessionStore takes a RedisCluster only inside a transport that owns it: "
+                "RedisPyTransport(RedisCluster(...), owned=True), or LeadDB's own db.sessions"
+            )
         # A redis-py client is used through the same transport as the cache's (raw replies).
         self._redis: RedisTransport = (
             RedisPyTransport(redis) if isinstance(redis, aioredis.Redis) else redis

@@ -100,3 +100,15 @@ def test_a_borrowed_cluster_client_is_refused() -> None:
 
     with pytest.raises(ValueError, match="its own client"):
         RedisPyTransport(RedisCluster(host="127.0.0.1", port=1))
+
+
+def test_a_session_store_refuses_a_cluster_client_it_cannot_own() -> None:
+    from redis.asyncio.cluster import RedisCluster
+
+    from leaddb.sessions.store import SessionStore
+    from leaddb.settings import LeadDBSettings
+
+    # Built, never connected: RedisCluster reaches its nodes only when first used.
+    cluster = RedisCluster(host="127.0.0.1", port=7000)
+    with pytest.raises(TypeError, match="owned=True"):
+        SessionStore(cluster, LeadDBSettings())  # type: ignore[arg-type]
