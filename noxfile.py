@@ -97,7 +97,8 @@ def scale(session: nox.Session) -> None:
     machine's PostgreSQL binaries (tests/scale/postgres_topology.py), with Redis from
     LEADDB_TEST_REDIS_URL, else the embedded one. Redis: a 3-master Redis Cluster and a primary
     + replica + Sentinel from the machine's redis-server/redis-cli (Debian's redis-server and
-    redis-tools; tests/scale/redis_topology.py).
+    redis-tools; tests/scale/redis_topology.py). Then the tenancy, row-level-security, cache and
+    bulk suites of tests/integration through PgBouncer (tests/scale/run_through_pooler.py).
     """
     session.install("-e", ".[dev,embedded]")
     # PostgreSQL's topologies and Redis's in runs of their own, so that neither is running
@@ -111,6 +112,9 @@ def scale(session: nox.Session) -> None:
     session.run(
         "pytest", "-q", "tests/scale", *(f"--ignore={path}" for path in redis_tests), env=env
     )
+    # leaddb's tenancy, row-level-security, cache and bulk suites through a PgBouncer of their
+    # own (transaction, pool 2) with transaction_pooler; stops it whatever happens.
+    session.run("python", "-m", "tests.scale.run_through_pooler", env=env)
     session.run("pytest", "-q", *redis_tests, env=env)
 
 
