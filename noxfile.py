@@ -97,9 +97,10 @@ def scale(session: nox.Session) -> None:
     machine's PostgreSQL binaries (tests/scale/postgres_topology.py), with Redis from
     LEADDB_TEST_REDIS_URL, else the embedded one. Redis: a 3-master Redis Cluster and a primary
     + replica + Sentinel from the machine's redis-server/redis-cli (Debian's redis-server and
-    redis-tools; tests/scale/redis_topology.py). Then the cache and session suites
-    (tests/integration/test_cache*.py, test_session*.py) once more, on a 3-master Redis Cluster
-    of their own (tests/scale/run_on_cluster.py), with nothing skipped.
+    redis-tools; tests/scale/redis_topology.py). Then the tenancy, row-level-security, cache and
+    bulk suites of tests/integration through PgBouncer (tests/scale/run_through_pooler.py), and
+    the cache and session suites (tests/integration/test_cache*.py, test_session*.py) once more,
+    on a 3-master Redis Cluster of their own (tests/scale/run_on_cluster.py), with nothing skipped.
     """
     session.install("-e", ".[dev,embedded]")
     # PostgreSQL's topologies and Redis's in runs of their own, so that neither is running
@@ -113,6 +114,9 @@ def scale(session: nox.Session) -> None:
     session.run(
         "pytest", "-q", "tests/scale", *(f"--ignore={path}" for path in redis_tests), env=env
     )
+    # leaddb's tenancy, row-level-security, cache and bulk suites through a PgBouncer of their
+    # own (transaction, pool 2) with transaction_pooler; stops it whatever happens.
+    session.run("python", "-m", "tests.scale.run_through_pooler", env=env)
     session.run("pytest", "-q", *redis_tests, env=env)
     # Starts the cluster, runs the suites with LEADDB_TEST_REDIS_URL=redis+cluster://... (the
     # machine's or an embedded PostgreSQL, as LEADDB_TEST_DATABASE_URL says), stops it.

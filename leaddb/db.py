@@ -416,12 +416,13 @@ def create_engine(settings: LeadDBSettings) -> AsyncEngine:
     connect_args: dict[str, Any] = {"timeout": settings.connect_timeout_seconds}
     url = settings.sqlalchemy_url()
     if settings.transaction_pooler:
-        # SQLAlchemy's asyncpg dialect prepares named statements of its own: unique names keep
-        # two clients of one server connection apart, and no cache means none is used again
-        # (SQLAlchemy's documented recipe for PgBouncer). No startup settings: PgBouncer
-        # refuses those it does not track.
+        # SQLAlchemy's asyncpg dialect prepares a statement of its own for each query: the
+        # unnamed one, which the next replaces, so none stays on the server connection for
+        # another client to meet (unique names, SQLAlchemy's recipe, each stayed there until
+        # the server connection closed). With no statement cache asyncpg parses it again in the
+        # message that runs it. No startup settings: PgBouncer refuses those it does not track.
         connect_args["statement_cache_size"] = 0
-        connect_args["prepared_statement_name_func"] = _unique_statement_name
+        connect_args["prepared_statement_name_func"] = _unnamed_statement
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
     elif settings.statement_timeout_seconds:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout_seconds * 1000))
@@ -438,8 +439,8 @@ def create_engine(settings: LeadDBSettings) -> AsyncEngine:
     )
 
 
-def _unique_statement_name() -> str:
-    return f"__leaddb_{uuid.uuid4().hex}__"
+def _unnamed_statement() -> str:
+    return ""
 
 
 def _jsonb_encode(value: Any) -> bytes:

@@ -18,6 +18,14 @@ master); unset, an embedded PostgreSQL and Redis (extra ``embedded``) are starte
 Either way the run creates a database of its own, migrates it once and drops it at the end.
 ``redis_for_url`` gives a test redis-py's client of such a URL, to look at what leaddb wrote.
 
+``LEADDB_TEST_POOLER_URL`` (opt-in; e.g. ``postgresql://postgres@127.0.0.1:6432``): a transaction
+pooler (PgBouncer with ``pool_mode = transaction``) in front of ``LEADDB_TEST_DATABASE_URL``'s
+server that passes any database name through. Set, the ``LeadDB``s of ``leaddb`` and
+``leaddb_settings`` reach the run's database through its host and port, with
+``transaction_pooler=True``; creating, migrating, cleaning and dropping the database stay on the
+direct URL (``leaddb_database_url`` is that one). ``nox -s scale`` runs leaddb's tenancy,
+row-level-security, cache and bulk suites so (tests/scale/run_through_pooler.py).
+
 Event loops: whatever loop scopes the service configured for pytest-asyncio, ``leaddb`` is a
 ``LeadDB`` of the loop the test runs on. With ``asyncio_default_fixture_loop_scope`` and
 ``asyncio_default_test_loop_scope`` set to ``session``, that is one ``LeadDB`` for the whole run;
@@ -125,6 +133,19 @@ async def close_redis(client: AnyRedis) -> None:
     from leaddb.connections.redis_topology import close_client
 
     await close_client(client)
+
+
+def _fixture_settings(database_url: str, redis_url: str) -> LeadDBSettings:
+    """``run_settings`` for the ``LeadDB``s the fixtures open: through ``LEADDB_TEST_POOLER_URL``'s
+    host and port with ``transaction_pooler=True`` when that is set, else on ``database_url``."""
+    pooler = os.environ.get("LEADDB_TEST_POOLER_URL", "").strip()
+    if not pooler:
+        return run_settings(database_url, redis_url)
+    from sqlalchemy.engine import make_url
+
+    through = make_url(pooler)
+    url = make_url(database_url).set(host=through.host, port=through.port)
+    return run_settings(url.render_as_string(False), redis_url, transaction_pooler=True)
 
 
 @pytest.fixture(scope="session")
@@ -277,8 +298,9 @@ async def leaddb_clean(leaddb_cleaner: Cleaner) -> None:
 def leaddb_settings(
     leaddb_servers: Servers, leaddb_database_url: str, leaddb_clean: None
 ) -> LeadDBSettings:
-    """Settings for a ``LeadDB`` on this run's database, emptied for this test."""
-    return run_settings(leaddb_database_url, leaddb_servers.redis_url)
+    """Settings for a ``LeadDB`` on this run's database, emptied for this test (through
+    ``LEADDB_TEST_POOLER_URL`` when that is set)."""
+    return _fixture_settings(leaddb_database_url, leaddb_servers.redis_url)
 
 
 @dataclass(frozen=True)
@@ -293,7 +315,9 @@ async def leaddb_shared(
 ) -> AsyncIterator[_Shared]:
     from leaddb import LeadDB
 
-    database = await LeadDB.connect(run_settings(leaddb_database_url, leaddb_servers.redis_url))
+    database = await LeadDB.connect(
+        _fixture_settings(leaddb_database_url, leaddb_servers.redis_url)
+    )
     try:
         yield _Shared(database, asyncio.get_running_loop())
     finally:

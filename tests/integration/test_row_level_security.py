@@ -121,6 +121,11 @@ async def test_raw_insert_or_update_naming_another_tenant_is_refused(
     )
 
 
+# Direct only (run_through_pooler deselects it): a bare pool connection, outside any unit of
+# work, sees nothing because leaddb assumed leaddb_app for its session at connect. Behind a
+# transaction pooler no role is kept on a session (the server session is shared): the role is
+# SET LOCAL in each unit of work's BEGIN, so the session is the login's by design.
+@pytest.mark.direct_connection
 async def test_a_pooled_connection_with_no_tenant_sees_nothing(
     db: LeadDB, two_tenants: tuple[Organization, Organization]
 ) -> None:
@@ -180,6 +185,11 @@ async def _begin_sent(pg: asyncpg.Connection, backend: int) -> str:
     return query
 
 
+# Direct only (run_through_pooler deselects it): it reads a server pid's BEGIN in
+# pg_stat_activity to check that the session-held role is not named again. Behind a
+# transaction pooler every BEGIN names the role (no session holds it) and the pid is
+# PgBouncer's server connection, not leaddb's.
+@pytest.mark.direct_connection
 async def test_the_role_is_named_at_begin_only_where_the_session_may_not_hold_it(
     single: LeadDB, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
 ) -> None:
@@ -209,6 +219,11 @@ async def test_the_role_is_named_at_begin_only_where_the_session_may_not_hold_it
         assert await uow.fetchval("SELECT count(DISTINCT organization_id) FROM leads") == 1
 
 
+# Direct only (run_through_pooler deselects it): it breaks the session reset leaddb runs when
+# a direct connection comes back to its pool, and checks that the server session is closed
+# (another pid). Behind a transaction pooler there is no such reset: raw SQL's leftovers are
+# cleared and the role set again inside the transaction, before its COMMIT.
+@pytest.mark.direct_connection
 async def test_a_connection_whose_reset_fails_is_closed_not_pooled(
     single: LeadDB, two_tenants: tuple[Organization, Organization], pg: asyncpg.Connection
 ) -> None:

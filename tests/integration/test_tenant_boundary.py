@@ -294,6 +294,11 @@ async def test_session_state_left_by_raw_sql_is_gone_for_the_next_unit_of_work(
         await uow.commit()
 
 
+# Direct only (run_through_pooler deselects it): it checks that leaddb closes the server session
+# a raw PREPARE was left on (another pid). Behind a transaction pooler leaddb deallocates it in
+# the same transaction instead and server sessions are PgBouncer's to keep; that no statement
+# reaches another unit of work there is tests/scale/test_pgbouncer.py's raw-leftovers test.
+@pytest.mark.direct_connection
 async def test_a_connection_with_a_prepared_statement_of_raw_sql_is_closed(
     attacked: LeadDB,
 ) -> None:

@@ -123,8 +123,11 @@ def _write(path: Path, text: str) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-def start() -> PostgresTopology:
-    """Primary, synchronous replica, PgBouncer; raises (and stops what it started) on failure."""
+def start(*, replica: bool = True) -> PostgresTopology:
+    """Primary, synchronous replica, PgBouncer; raises (and stops what it started) on failure.
+
+    ``replica=False``: the primary and PgBouncer only (tests/scale/run_through_pooler.py).
+    """
     root = Path(tempfile.mkdtemp(prefix="ldbscale", dir="/tmp"))
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
@@ -132,7 +135,8 @@ def start() -> PostgresTopology:
     topology = PostgresTopology(root, _free_port(), _free_port(), _free_port())
     try:
         _start_primary(topology)
-        _start_replica(topology)
+        if replica:
+            _start_replica(topology)
         _start_bouncer(topology)
     except BaseException:
         topology.stop()
@@ -224,6 +228,9 @@ def _start_bouncer(topology: PostgresTopology) -> None:
         f"[databases]\n* = host=127.0.0.1 port={topology.primary_port}\n\n"
         f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {topology.bouncer_port}\n"
         f"unix_socket_dir = {root}\nauth_type = trust\nauth_file = {root}/userlist.txt\n"
+        # Other logins (the tenancy suite's plain login, made by the test) are looked up on
+        # the server as postgres, so any login of the server passes through (still trust).
+        "auth_user = postgres\n"
         f"pool_mode = transaction\ndefault_pool_size = {POOL_SIZE}\nmax_client_conn = 500\n"
         f"ignore_startup_parameters = {IGNORED_STARTUP_PARAMETERS}\n"
         f"logfile = {root}/pgbouncer.log\n",
