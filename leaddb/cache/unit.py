@@ -18,6 +18,7 @@ from leaddb.rows.codec import RowCodec
 from leaddb.rows.hydrate import ModelT
 
 if TYPE_CHECKING:
+    from leaddb.connections.lean_redis import LeanRedis
     from leaddb.rows.hydrate import Row
 
 ORGANIZATION_ENTITY = "organization"
@@ -150,6 +151,10 @@ class UnitCache:
             tenant, entity, fills, Tokens("", shared.generation, shared.epoch, shared.primary)
         )
         return [loaded.get(id) if hit is None else hit for id, hit in zip(ids, found, strict=True)]
+
+    def pipeline_transport(self) -> LeanRedis | None:
+        """The cache's connection, for a command to go ahead of the invalidation on it."""
+        return self._store.pipeline_transport()
 
     async def invalidate(
         self,

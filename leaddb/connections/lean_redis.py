@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -98,6 +98,32 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(RedisConnectionError(f"Redis connection lost: {self.lost}"))
 
 
+class PendingReply:
+    """The reply of a command ``LeanRedis.send_now`` sent: awaited (once), or abandoned."""
+
+    __slots__ = ("_client", "_future", "_protocol", "_timer")
+
+    def __init__(
+        self,
+        client: LeanRedis,
+        protocol: _Protocol,
+        future: asyncio.Future[Any],
+        timer: asyncio.TimerHandle,
+    ) -> None:
+        self._client = client
+        self._protocol = protocol
+        self._future = future
+        self._timer = timer
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._client._reply(self._protocol, self._future, self._timer).__await__()
+
+    def abandon(self) -> None:
+        """Never to be awaited: its reply is dropped in its turn, and no timeout is left set."""
+        self._timer.cancel()
+        self._future.cancel()
+
+
 class LeanRedis:
     """Pipelined commands on one connection, from a ``redis://``, ``rediss://`` or ``unix://``
     URL (with password and database number as redis-py reads them)."""
@@ -163,7 +189,9 @@ class LeanRedis:
                 self._protocol = protocol
             return protocol
 
-    async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
+    def _dispatch(
+        self, protocol: _Protocol, args: tuple[Any, ...]
+    ) -> tuple[asyncio.Future[Any], asyncio.TimerHandle]:
         assert protocol.transport is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -174,7 +202,11 @@ class LeanRedis:
         protocol.transport.write(_encode(args))
         # A timer that fails the future, rather than asyncio.wait_for: that wraps every command
         # in a second future and callbacks, 5 µs more per command here.
-        timer = loop.call_later(self._timeout, _expire, future)
+        return future, loop.call_later(self._timeout, _expire, future)
+
+    async def _reply(
+        self, protocol: _Protocol, future: asyncio.Future[Any], timer: asyncio.TimerHandle
+    ) -> Any:
         try:
             return await future
         except TimeoutError:
@@ -182,10 +214,24 @@ class LeanRedis:
             # turn and the replies after it still meet their own commands. A socket silent for
             # long, though, is taken for dead (no reply would ever come).
             if time.monotonic() - protocol.heard_at >= self._timeout * STALLED_AFTER:
+                assert protocol.transport is not None
                 protocol.transport.close()
             raise RedisTimeoutError(f"Redis did not answer within {self._timeout}s") from None
         finally:
             timer.cancel()
+
+    async def _send(self, protocol: _Protocol, args: tuple[Any, ...]) -> Any:
+        future, timer = self._dispatch(protocol, args)
+        return await self._reply(protocol, future, timer)
+
+    def send_now(self, *args: Any) -> PendingReply | None:
+        """Send one command at once, without awaiting anything, when connected (None when not:
+        then ``call``); its reply is awaited later, so the caller can do other I/O meanwhile."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            return None
+        future, timer = self._dispatch(protocol, args)
+        return PendingReply(self, protocol, future, timer)
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply (bytes, int, list, None)."""

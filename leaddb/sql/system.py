@@ -14,11 +14,9 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     LargeBinary,
-    Text,
     Uuid,
     and_,
     bindparam,
-    cast,
     column,
     func,
     select,
@@ -69,11 +67,6 @@ TOUCHED_ORGANIZATIONS: Final[Positional] = compile_positional(
 )
 """Every organization, and those this transaction deleted: what a platform unit of work's raw
 SQL may have changed."""
-
-WAL_INSERT_POSITION: Final[Positional] = compile_positional(
-    select(cast(func.pg_current_wal_insert_lsn(), Text)), ()
-)
-"""The primary's WAL position after a commit that wrote (read-your-writes on replicas)."""
 
 _pending = func.leaddb_pending_invalidations().table_valued(
     column("id"), column("kind"), column("organization_id"), column("user_id")

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from leaddb.cache.unit import UnitCache
     from leaddb.connections.pool import ConnectionPool
-    from leaddb.connections.replicas import ReplicaRouter
+    from leaddb.connections.replicas import RecordInFlight, ReplicaRouter
     from leaddb.connections.session_role import SessionRoles
     from leaddb.connections.tenant_context import ContextSigner
     from leaddb.repositories.pagination import CursorCodec
@@ -54,6 +54,31 @@ if TYPE_CHECKING:
 logger = logging.getLogger("leaddb")
 
 _savepoint_names = itertools.count(1)
+
+_ROLLED_BACK = (
+    "the transaction was rolled back because one of its statements failed; nothing was committed"
+)
+# What the WAL position's report after a COMMIT raises when it cannot run (migration 0008
+# undone, or its privilege revoked); the COMMIT before it has then been answered.
+_REPORT_MISSING = (
+    asyncpg.UndefinedFunctionError
+    | asyncpg.InsufficientPrivilegeError
+    | asyncpg.InvalidSchemaNameError
+)
+
+
+class _Commit:
+    """``connection.execute(sql)`` for a telemetry span named after the COMMIT it carries (the
+    report's nonce would make each text a shape of its own)."""
+
+    __slots__ = ("_connection", "_sql")
+
+    def __init__(self, connection: Connection, sql: str) -> None:
+        self._connection = connection
+        self._sql = sql
+
+    async def __call__(self, _text: str) -> str:
+        return await self._connection.execute(self._sql)
 
 
 class Host(Protocol):
@@ -240,12 +265,41 @@ class UnitOfWork:
         if self._connection is not None:
             return self._connection
         self.check_open()
+        router = self._router
+        if not self.read_only or router is None:
+            return await self._begin(router)
+        replica = router.candidate(self.tenant_id)
+        if replica is None:
+            self._pool = self._primary
+            return await self._begin(router)
+        # Speculative: the Redis GET of the tenant's position runs while the transaction begins
+        # on the replica that has replayed the most; both answers are awaited, not one after
+        # the other. If that replica turns out to be behind (or Redis could not tell), its
+        # connection goes back, rolled back, and the unit of work begins on the primary.
+        lookup = router.lookup(self.tenant_id)
+        self._pool = replica.pool
+        try:
+            connection = await self._begin(router)
+        except BaseException:
+            lookup.abandon()
+            raise
+        if self._pool is not replica.pool:
+            lookup.abandon()
+            return connection  # the replica failed: begun on the primary already
+        # A cancellation here leaves the begun connection to __aexit__, which returns it.
+        needed = await lookup.needed()
+        if router.serves(replica, needed):
+            return connection
+        self._connection = None
+        self._begun = False
+        router.give_back(replica, connection)
+        self._pool = self._primary
+        return await self._begin(router)
+
+    async def _begin(self, router: ReplicaRouter | None) -> Connection:
+        """Acquire a connection of ``self._pool`` and begin the transaction on it."""
         # A pooled connection may have died since it was last used (the server restarted);
         # nothing has happened in this unit of work yet, so one fresh connection is safe to try.
-        router = self._router
-        if self.read_only and router is not None:
-            # The Redis GET of the tenant's position; PostgreSQL is not asked.
-            self._pool = await router.pool_for(self.tenant_id) or self._primary
         for attempt in range(1, FRESH_CONNECTION_ATTEMPTS + 1):
             try:
                 connection = await self._acquire()
@@ -364,18 +418,26 @@ class UnitOfWork:
         # caller cancelled, the connection dropped) may well have, so only the server's own
         # "no" clears it: otherwise the rows it wrote would stay cached with their old values.
         maybe_committed = True
+        record: RecordInFlight | None = None
         try:
             if connection is not None:
                 if self._raw and self.cache is not None:
                     await self._invalidate_after_raw_sql(connection)
                 if self._raw and self.settings.transaction_pooler:
                     await self._scrub_before_commit(connection)
+                router = self._router if self.has_written else None
+                # With replicas, the COMMIT's message also reports the WAL position after it,
+                # as a notice (migration 0008): no round trip of its own.
+                notice = None if router is None else router.position_notice()
                 self.commit_sent = True
                 try:
+                    if notice is not None:
+                        connection.add_log_listener(notice)
+                    sql = "COMMIT" if notice is None else notice.commit_sql
                     status = await (
-                        telemetry.statement(connection.execute, ("COMMIT",))
+                        telemetry.statement(_Commit(connection, sql), ("COMMIT",))
                         if telemetry.on
-                        else connection.execute("COMMIT")
+                        else connection.execute(sql)
                     )
                 except asyncpg.PostgresError as error:
                     # The server's "no", unless the connection failed (class 08) or the server
@@ -383,26 +445,41 @@ class UnitOfWork:
                     maybe_committed = isinstance(
                         error, asyncpg.PostgresConnectionError | asyncpg.OperatorInterventionError
                     )
+                    if notice is not None:
+                        if isinstance(error, asyncpg.InFailedSQLTransactionError):
+                            # The message's first statement found the transaction aborted: the
+                            # rest was skipped, COMMIT included (the release rolls back).
+                            raise TransactionFailedError(_ROLLED_BACK) from error
+                        if isinstance(error, _REPORT_MISSING):
+                            # The report after the COMMIT failed (0008 undone?): committed,
+                            # most likely. Positions are read by their own query from now on.
+                            maybe_committed = True
+                            assert router is not None
+                            router.notice_failed(error)
                     raise mapped(error) from error
                 except Exception as error:
                     raise mapped(error) from error
+                finally:
+                    if notice is not None:
+                        connection.remove_log_listener(notice)
                 # PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK, no error.
-                if status != "COMMIT":
+                # (With the report, the status is the report's: an aborted transaction raised.)
+                if notice is None and status != "COMMIT":
                     maybe_committed = False
-                    raise TransactionFailedError(
-                        "the transaction was rolled back because one of its statements failed; "
-                        "nothing was committed"
-                    )
-                if self._router is not None and self.has_written:
-                    await self._record_position(connection, self._router)
+                    raise TransactionFailedError(_ROLLED_BACK)
+                if router is not None:
+                    position = None if notice is None else notice.position
+                    record = await self._record_position(connection, router, position)
         finally:
             self._closed = True
             if maybe_committed and self.cache is not None and self._cached_rows_changed():
                 # Shielded as one: a cancellation during COMMIT or the release must not cut
                 # the invalidation short.
-                await asyncio.shield(self._release_and_invalidate(self.cache))
+                await asyncio.shield(self._release_and_invalidate(self.cache, record))
             else:
                 await self._release()
+                if record is not None:
+                    await asyncio.shield(record.finish())
         if self._trace is not None:
             self._trace.outcome = "committed"
         for action in self._after_commit:
@@ -429,18 +506,33 @@ class UnitOfWork:
             raise mapped(error) from error
         self._wiped_tenants.update(row[0] for row in rows)
 
-    async def _record_position(self, connection: Connection, router: ReplicaRouter) -> None:
+    async def _record_position(
+        self, connection: Connection, router: ReplicaRouter, reported: str | None
+    ) -> RecordInFlight | None:
         """After COMMIT, before the cache's invalidation: the WAL position read-only units of
-        work must find replayed (leaddb.connections.replicas). One more round trip, on a
-        connection no longer in a transaction, so the position is past the commit's record."""
-        try:
-            position = await connection.fetchval(system.WAL_INSERT_POSITION.text)
-        except Exception as error:
-            # Committed all the same; without the position, readers of this tenant may read a
-            # replica that lacks the commit, so the failure is not kept quiet.
-            logger.warning("committed, but the WAL position was not read: %s", error)
-            return
+        work must find replayed (leaddb.connections.replicas). Reported by the COMMIT's own
+        message when it could be; else one more round trip, on a connection no longer in a
+        transaction, so the position is past the commit's record. When the cache invalidates
+        next, the position goes ahead of it on the cache's connection, answered with it (the
+        record in flight is returned, to be finished then)."""
+        position = reported
+        if position is None:
+            try:
+                position = await router.read_position(connection)
+            except Exception as error:
+                # Committed all the same; without the position, readers of this tenant may
+                # read a replica that lacks the commit, so the failure is not kept quiet.
+                logger.warning("committed, but the WAL position was not read: %s", error)
+                return None
+        cache = self.cache
+        if cache is not None and self._cached_rows_changed():
+            transport = cache.pipeline_transport()
+            if transport is not None:
+                record = router.record_beside(transport, self.tenant_id, position)
+                if record is not None:
+                    return record
         await router.record(self.tenant_id, position)
+        return None
 
     async def _scrub_before_commit(self, connection: Connection) -> None:
         """Behind a transaction pooler, clear what raw SQL left on the session while the
@@ -471,11 +563,17 @@ class UnitOfWork:
     def _cached_rows_changed(self) -> bool:
         return bool(self._written or self._bulk_written or self._wiped_tenants)
 
-    async def _release_and_invalidate(self, cache: UnitCache) -> None:
-        await self._release()
-        await cache.invalidate(
-            self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
-        )
+    async def _release_and_invalidate(
+        self, cache: UnitCache, record: RecordInFlight | None
+    ) -> None:
+        try:
+            await self._release()
+            await cache.invalidate(
+                self.tenant_id, self._written, self._bulk_written, self._wiped_tenants
+            )
+        finally:
+            if record is not None:
+                await record.finish()
 
     async def _release(self) -> None:
         session, self._session = self._session, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from conftest import run_settings
 from integration.factories import make_org
 
 from leaddb import LeadDB, LeadDBSettings
+from leaddb.connections.replicas import PositionLookup
 from leaddb.errors import ReadOnlyError
 from leaddb.models import LeadCreate, OrganizationCreate
 
@@ -169,3 +171,117 @@ async def test_a_read_only_unit_of_work_fills_no_cache_entry(
     async with reader.tenant(org.id) as uow:  # not read-only: fills
         assert await uow.leads.get(lead.id) is not None
     assert reader.cache.stats_counters.fills == 1
+
+
+async def _replica_sessions_in_transaction(topology: PostgresTopology) -> int:
+    admin = await asyncpg.connect(topology.url(topology.replica_port, "postgres"))
+    try:
+        count = await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 "
+            "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()",
+            topology.database,
+        )
+    finally:
+        await admin.close()
+    return int(count)
+
+
+def _replica_pool_settled(db: LeadDB) -> bool:
+    router = db._router
+    assert router is not None
+    pools = [replica.pool for replica in router.replicas]
+    return all(pool.get_size() == pool.get_idle_size() for pool in pools)
+
+
+async def test_a_speculative_begin_on_a_replica_behind_is_given_back_rolled_back(
+    two_processes: tuple[LeadDB, LeadDB], clean_scale: PostgresTopology
+) -> None:
+    """The reader begins on the replica while it reads the tenant's position; the replica is
+    behind the other process's write, so the read runs on the primary and the replica's
+    connection goes back to its pool, rolled back."""
+    writer, reader = two_processes
+    org = await make_org(writer)
+    await _where(reader, org.id, org.id)  # the reader starts polling the replica
+    await asyncio.sleep(0.1)
+    admin = await asyncpg.connect(clean_scale.url(clean_scale.replica_port, "postgres"))
+    try:
+        await admin.execute("ALTER SYSTEM SET recovery_min_apply_delay = '3s'")
+        await admin.execute("SELECT pg_reload_conf()")
+        await asyncio.sleep(0.3)
+        async with writer.tenant(org.id) as uow:
+            lead = await uow.leads.create(LeadCreate(email="behind@example.com"))
+            await uow.commit()
+        router = reader._router
+        assert router is not None
+        lookups = 0
+        lookup = router.lookup
+
+        def counted(tenant: uuid.UUID | None) -> PositionLookup:
+            nonlocal lookups
+            lookups += 1
+            return lookup(tenant)
+
+        router.lookup = counted  # type: ignore[method-assign]
+        for _ in range(10):
+            assert await _where(reader, org.id, lead.id) == (False, True)
+        assert lookups == 10  # each began on the replica first (it knows of no write)
+        for _ in range(50):
+            if _replica_pool_settled(reader):
+                break
+            await asyncio.sleep(0.01)
+        assert _replica_pool_settled(reader)
+        assert await _replica_sessions_in_transaction(clean_scale) == 0
+    finally:
+        await admin.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
+        await admin.execute("SELECT pg_reload_conf()")
+        await admin.close()
+
+
+async def test_a_process_that_wrote_reads_the_primary_without_asking_redis(
+    two_processes: tuple[LeadDB, LeadDB],
+) -> None:
+    writer, _ = two_processes
+    org = await make_org(writer)
+    router = writer._router
+    assert router is not None
+    asked = 0
+    lookup = router.lookup
+
+    def counted(tenant: uuid.UUID | None) -> PositionLookup:
+        nonlocal asked
+        asked += 1
+        return lookup(tenant)
+
+    router.lookup = counted  # type: ignore[method-assign]
+    async with writer.tenant(org.id) as uow:
+        lead = await uow.leads.create(LeadCreate(email="mine@example.com"))
+        await uow.commit()
+    # Right after its own commit, before the poll can have seen the replica replay it.
+    assert await _where(writer, org.id, lead.id) == (False, True)
+    assert asked == 0
+
+
+async def test_read_only_units_of_work_cancelled_while_routing_leave_no_transaction_open(
+    two_processes: tuple[LeadDB, LeadDB], clean_scale: PostgresTopology
+) -> None:
+    writer, reader = two_processes
+    org = await make_org(writer)
+    await _where(reader, org.id, org.id)  # the reader starts polling the replica
+    await asyncio.sleep(0.1)
+
+    async def one() -> None:
+        async with reader.tenant(org.id, read_only=True) as uow:
+            await uow.fetchval("SELECT 1")
+
+    for index in range(60):
+        task = asyncio.create_task(one())
+        # Cancelled at every stage: before the BEGIN, during it, during the GET, after both.
+        for _ in range(index % 6):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await asyncio.sleep(0.2)
+    assert _replica_pool_settled(reader)
+    assert await _replica_sessions_in_transaction(clean_scale) == 0
+    assert await _where(reader, org.id, org.id) is not None  # the pools still serve
