@@ -315,9 +315,12 @@ async def leaddb_shared(
 ) -> AsyncIterator[_Shared]:
     from leaddb import LeadDB
 
-    database = await LeadDB.connect(
-        _fixture_settings(leaddb_database_url, leaddb_servers.redis_url)
-    )
+    settings = _fixture_settings(leaddb_database_url, leaddb_servers.redis_url)
+    # It lives through every test: a poll of the durable list, every second, would be a
+    # transaction of its own in whichever test it fell (an open transaction, a connection in
+    # use, rows read between a test's statements). The list is still applied after this
+    # process sees Redis fail (leaddb.pending), as in every LeadDB.
+    database = await LeadDB.connect(settings.model_copy(update={"pending_poll_seconds": 0}))
     try:
         yield _Shared(database, asyncio.get_running_loop())
     finally:
@@ -329,8 +332,9 @@ async def leaddb(leaddb_shared: _Shared, leaddb_settings: LeadDBSettings) -> Asy
     """The run's migrated ``LeadDB``, its tables and leaddb's Redis keys emptied for this test,
     its cache counters at zero (``leaddb.cache.stats()`` counts this test's calls only).
 
-    On pytest-asyncio's session loop it is one ``LeadDB`` for the run; on a loop of the test's
-    own, a ``LeadDB`` connected for the test (see the module docstring)."""
+    On pytest-asyncio's session loop it is one ``LeadDB`` for the run, which does not poll the
+    durable list between tests (``pending_poll_seconds=0``); on a loop of the test's own, a
+    ``LeadDB`` connected for the test (see the module docstring)."""
     if asyncio.get_running_loop() is leaddb_shared.loop:
         leaddb_shared.db.cache.reset_stats()
         yield leaddb_shared.db
