@@ -103,7 +103,7 @@ async def _prebuilt_chunks(
                     f"LIKE {insert._shape.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
                     "SAVEPOINT floor"
                 )
-            chunks.append((setup, insert._chunk(rows).records, columns))
+            chunks.append((setup, list(insert._chunk(rows).records), columns))
         sql = insert._insert_sql()
     return chunks, (sql.text, sql.args(insert._audit_args))
 
@@ -122,6 +122,48 @@ async def _send_chunks(
         await connection.execute(text, *args)
         await connection.execute("TRUNCATE pg_temp._leaddb_bulk_leads")
     await connection.execute("RELEASE SAVEPOINT floor")
+
+
+class _CollectorWatch:
+    """The cyclic garbage collector's runs (and their time) while the block runs: watched
+    through ``gc.callbacks``, never tuned."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.full = 0
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def _seen(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.runs += 1
+        self.full += info["generation"] == 2
+        self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> None:
+        gc.callbacks.append(self._seen)
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._seen)
+
+
+def _collector_note(watched: dict[str, list[_CollectorWatch]], skipped: dict[str, str]) -> str:
+    parts = []
+    for name, watches in watched.items():
+        if name in skipped or not watches:
+            continue
+        ms = sorted(watch.seconds * 1000 for watch in watches)
+        full = sorted(watch.full for watch in watches)
+        parts.append(
+            f"{name} {ms[len(ms) // 2]:.0f} ms ({full[len(full) // 2]} full collection(s))"
+        )
+    return (
+        "the garbage collector's time inside each timed run, median (it runs on its own, "
+        "as in any process: a full collection walks every object of the process, the "
+        "benchmark's own included): " + "; ".join(parts)
+    )
 
 
 async def create_many(bench: Bench) -> None:
@@ -252,6 +294,7 @@ async def create_many(bench: Bench) -> None:
         for name in runs
     }
     skipped: dict[str, str] = {}
+    collector: dict[str, list[_CollectorWatch]] = {name: [] for name in runs}
     began = time.perf_counter()
     names = list(runs)
     for repeat in range(bench.sizes.bulk_repeats):
@@ -264,16 +307,19 @@ async def create_many(bench: Bench) -> None:
             go = await runs[name](org, payload_values(rows, f"bulk-{repeat}"))
             await _merge_gin_pending(bench)
             gc.collect()
+            watch = _CollectorWatch()
             started = time.perf_counter_ns()
             try:
                 # What each contender returns (10,000 models, rows or ids) is freed after the
                 # clock stops: dropping it is the caller's work, not the insert's.
-                result = await go()
-                await _merge_gin_pending(bench)
+                with watch:
+                    result = await go()
+                    await _merge_gin_pending(bench)
             except Exception as error:
                 skipped[name] = f"{type(error).__name__}: {str(error)[:300]}"
                 continue
             samples[name].values_us.append((time.perf_counter_ns() - started) / 1000.0)
+            collector[name].append(watch)
             del result
     bench.timings["create_many"] = time.perf_counter() - began
     bench.results.append(
@@ -295,6 +341,7 @@ async def create_many(bench: Bench) -> None:
                 "before the clock starts: the floor of create_many's design, PostgreSQL's work "
                 "and the driver's encoding without leaddb's Python (its images hold a clock "
                 "read before the transaction, so they are the right size, not the right time)",
+                _collector_note(collector, skipped),
             ],
             skipped=skipped,
             rows=rows,

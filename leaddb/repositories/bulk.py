@@ -142,7 +142,7 @@ class AfterImages:
 class _Chunk:
     ids: list[Any]
     """The rows' ids, in the caller's order."""
-    records: list[tuple[Any, ...]]
+    records: Iterable[tuple[Any, ...]]
     """What COPY sends: the values, then the audit image and id when they are built here
     (emptied once sent)."""
     rows: list[dict[str, Any]] | None
@@ -242,6 +242,7 @@ class CopiedInsert:
         filled = self._filled
         plain = self._plain is not None
         tail: tuple[Any, ...] = ()
+        records: Iterable[tuple[Any, ...]]
         if plain:
             ids = [new_id() for _ in rows]
             tenant = self._repository._uow.require_tenant() if len(self._tail) > 1 else None
@@ -265,23 +266,28 @@ class CopiedInsert:
         if self._repository.audited:
             if self._images is None:
                 self._images = AfterImages(whole[0])
-            images = map(self._images, whole)
+            images = list(map(self._images, whole))
             # The audit rows' ids go to PostgreSQL only: as text, which the driver parses,
             # rather than as uuid.UUID objects (slower to make, and tracked by the collector).
+            audit_ids = [str(uuid7()) for _ in rows]
+            # The records themselves are made as COPY reads them: a tuple per row that lives
+            # for as long as the driver encodes it, not through the collector's passes while
+            # the chunk waits (the images and ids, the work, are made here, while PostgreSQL
+            # inserts the chunk before).
             if plain:
-                records = [
-                    (*row.values(), id_, *tail, image, str(uuid7()))
-                    for row, id_, image in zip(rows, ids, images, strict=True)
-                ]
+                records = (
+                    (*row.values(), id_, *tail, image, audit_id)
+                    for row, id_, image, audit_id in zip(rows, ids, images, audit_ids, strict=True)
+                )
             else:
-                records = [
-                    (*row.values(), image, str(uuid7()))
-                    for row, image in zip(rows, images, strict=True)
-                ]
+                records = (
+                    (*row.values(), image, audit_id)
+                    for row, image, audit_id in zip(rows, images, audit_ids, strict=True)
+                )
         elif plain:
-            records = [(*row.values(), id_, *tail) for row, id_ in zip(rows, ids, strict=True)]
+            records = ((*row.values(), id_, *tail) for row, id_ in zip(rows, ids, strict=True))
         else:
-            records = [tuple(row.values()) for row in rows]
+            records = (tuple(row.values()) for row in rows)
         return _Chunk(ids, records, whole)
 
     async def run(self) -> list[Any]:
@@ -398,7 +404,7 @@ class CopiedInsert:
             ),
         )
 
-    async def _copy(self, records: list[tuple[Any, ...]], columns: list[str]) -> None:
+    async def _copy(self, records: Iterable[tuple[Any, ...]], columns: list[str]) -> None:
         connection, scratch = self._connection, self._scratch
         await run(
             lambda: connection.copy_records_to_table(

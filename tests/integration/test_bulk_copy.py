@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
+import itertools
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -349,8 +350,14 @@ async def test_by_default_a_large_batch_leaves_the_processs_collector_alone(
     db: LeadDB, settings: LeadDBSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert settings.bulk_pauses_gc is False
-    before, _ = await _collections_before_the_last_chunk(db, BATCH, monkeypatch)
-    assert before > 100  # collections all along, as without leaddb
+    events: list[str] = []
+    before, _ = await _collections_before_the_last_chunk(db, BATCH, monkeypatch, events)
+    assert before > 0
+    # Collections all along, as without leaddb: while each chunk after the first is built.
+    copies = [index for index, event in enumerate(events) if event == "copy"]
+    assert len(copies) == len(chunk_bounds(BATCH)) > 1
+    for start, stop in itertools.pairwise(copies):
+        assert "collection" in events[start:stop], events
 
 
 async def test_a_large_batch_asked_to_holds_the_collector_back_until_its_last_chunk_is_sent(
