@@ -155,14 +155,24 @@ def _collector_note(watched: dict[str, list[_CollectorWatch]], skipped: dict[str
         if name in skipped or not watches:
             continue
         ms = sorted(watch.seconds * 1000 for watch in watches)
+        runs = sorted(watch.runs for watch in watches)
         full = sorted(watch.full for watch in watches)
+        middle = len(watches) // 2
         parts.append(
-            f"{name} {ms[len(ms) // 2]:.0f} ms ({full[len(full) // 2]} full collection(s))"
+            f"{name} {ms[middle]:.0f} ms in {runs[middle]} collections, {full[middle]} full"
         )
+    young, middle_limit, old_limit = gc.get_threshold()
+    # CPython 3.11-3.12: the middle generation is collected at every (middle_limit + 2)th
+    # collection, and the old one considered after old_limit + 1 of those.
+    checks = (middle_limit + 2) * (old_limit + 1) + 1
     return (
         "the garbage collector's time inside each timed run, median (it runs on its own, "
-        "as in any process: a full collection walks every object of the process, the "
-        "benchmark's own included): " + "; ".join(parts)
+        "as in any process): " + "; ".join(parts) + f". Each run starts right after "
+        f"gc.collect(), so a full collection (a walk of every object of the process, "
+        f"100-250 ms here) can start only at its collection number {checks} (one collection per "
+        f"{young} new objects); in a long-running process that point comes once every {checks - 1} "
+        f"collections wherever a batch starts, so a batch that makes N collections meets it "
+        f"about N/{checks - 1} of the time"
     )
 
 

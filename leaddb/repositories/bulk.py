@@ -224,6 +224,7 @@ class CopiedInsert:
     ) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         append = rows.append
+        mixed = False
         for item in items:
             state = item.__dict__
             if type(item) is schema and tuple(state) == fields:
@@ -232,10 +233,12 @@ class CopiedInsert:
                 continue
             # Another type, or fields missing: what ``values`` makes of it, less the tail.
             row = self._row_values(item)
-            if tuple(row) != self._columns:
-                raise InvalidFilterError("create_many needs items of one schema")
+            # Refused once every item of the chunk is checked, as ``_values`` does.
+            mixed = mixed or tuple(row) != self._columns
             tail = self._tail
             append({name: value for name, value in row.items() if name not in tail})
+        if mixed:
+            raise InvalidFilterError("create_many needs items of one schema")
         return rows
 
     def _chunk(self, rows: list[dict[str, Any]]) -> _Chunk:

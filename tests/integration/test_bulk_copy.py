@@ -189,6 +189,12 @@ async def test_an_item_missing_a_field_is_refused_as_of_another_schema(
             await uow.leads.create_many(payloads)
         await uow.commit()
     assert await pg.fetchval("SELECT count(*) FROM leads WHERE organization_id = $1", org.id) == 0
+    # A bad value further in the same chunk is what is reported, as for any schema: a chunk's
+    # items are all checked before their columns are compared.
+    payloads[2_000] = payloads[2_000].model_copy(update={"first_name": "nul\x00byte"})
+    async with db.tenant(org.id) as uow:
+        with pytest.raises(InvalidValueError, match="NUL"):
+            await uow.leads.create_many(payloads)
 
 
 async def test_a_bad_value_in_a_later_chunk_leaves_none_of_the_batch_and_the_unit_usable(
