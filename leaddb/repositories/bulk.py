@@ -276,11 +276,13 @@ class CopiedInsert:
             # The records themselves are made as COPY reads them: a tuple per row that lives
             # for as long as the driver encodes it, not through the collector's passes while
             # the chunk waits (the images and ids, the work, are made here, while PostgreSQL
-            # inserts the chunk before).
+            # inserts the chunk before). Plain rows are read from the whole row, the copy
+            # made here, not from the item, which the caller could change meanwhile.
             if plain:
+                get = operator.itemgetter(*self._columns)
                 records = (
-                    (*row.values(), id_, *tail, image, audit_id)
-                    for row, id_, image, audit_id in zip(rows, ids, images, audit_ids, strict=True)
+                    (*get(new), image, audit_id)
+                    for new, image, audit_id in zip(whole, images, audit_ids, strict=True)
                 )
             else:
                 records = (
@@ -288,7 +290,7 @@ class CopiedInsert:
                     for row, image, audit_id in zip(rows, images, audit_ids, strict=True)
                 )
         elif plain:
-            records = ((*row.values(), id_, *tail) for row, id_ in zip(rows, ids, strict=True))
+            records = map(operator.itemgetter(*self._columns), whole)
         else:
             records = (tuple(row.values()) for row in rows)
         return _Chunk(ids, records, whole)
@@ -300,6 +302,10 @@ class CopiedInsert:
     async def _run(self) -> list[Any]:
         bounds = chunk_bounds(len(self._items))
         rows = self._values(*bounds[0])  # a bad first item: nothing has been sent yet
+        if self._plain is not None:
+            # Checked items, kept as checked across the round trips below (later chunks are
+            # copied into whole rows right after their check).
+            rows = [dict(row) for row in rows]
         connection = self._connection
         # The audit columns first: the audit rows' scan of the scratch table then reads four
         # columns of each row, not all of them.

@@ -177,6 +177,38 @@ async def test_items_of_another_type_among_plain_ones_are_stored_alike(
     assert await _audited_as_stored(pg, org.id) == BATCH
 
 
+async def test_items_changed_by_the_caller_while_the_batch_runs_do_not_split_rows_from_models(
+    db: LeadDB, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await make_org(db)
+    payloads = lead_payloads(BATCH, prefix="moving")
+    copy = CopiedInsert._copy
+    copies = 0
+
+    async def copying(insert: CopiedInsert, records: Any, columns: list[str]) -> None:
+        # Another task of the caller's changes every item while the batch is under way.
+        nonlocal copies
+        copies += 1
+        for payload in payloads:
+            payload.first_name = f"changed before copy {copies}"
+        await copy(insert, records, columns)
+
+    monkeypatch.setattr(CopiedInsert, "_copy", copying)
+    async with db.tenant(org.id) as uow:
+        created = await uow.leads.create_many(payloads)
+        await uow.commit()
+    assert copies == len(chunk_bounds(BATCH))
+    # Each chunk as its items were when it was read (the first before any change).
+    assert created[0].first_name is None
+    assert created[-1].first_name == f"changed before copy {copies - 1}"
+    async with db.tenant(org.id) as uow:
+        stored = await uow.leads.get_many([lead.id for lead in created])
+    assert [lead.model_dump() if lead else None for lead in stored] == [
+        lead.model_dump() for lead in created
+    ]
+    assert await _audited_as_stored(pg, org.id) == BATCH
+
+
 async def test_an_item_missing_a_field_is_refused_as_of_another_schema(
     db: LeadDB, pg: asyncpg.Connection
 ) -> None:
