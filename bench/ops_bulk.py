@@ -6,11 +6,13 @@ autocommit), committed, into a fresh organization.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import gc
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from sqlalchemy import insert
 from uuid_utils.compat import uuid7
@@ -22,8 +24,22 @@ from bench.seed import create_organization
 from bench.timing import Samples
 from leaddb.models import Lead, LeadCreate
 from leaddb.models.base import table_of
+from leaddb.repositories.bulk import (
+    AUDIT_ID_COLUMN,
+    CHANGES_COLUMN,
+    NOW,
+    CopiedInsert,
+    bulk_defaults,
+    chunk_bounds,
+)
+from leaddb.repositories.guard import check_values
 
 COPY_NAME = "raw asyncpg COPY"
+STATEMENTS_ALONE = "leaddb's statements alone"
+
+_Prebuilt = tuple[str, list[tuple[Any, ...]], list[str]]
+"""One chunk as create_many would send it: the setup before it (or ""), its COPY records and
+columns."""
 
 _MERGE_GIN_PENDING = (
     "SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i "
@@ -42,6 +58,122 @@ async def _merge_gin_pending(bench: Bench) -> None:
     """
     async with bench.raw_pool.acquire() as connection:
         await connection.execute(_MERGE_GIN_PENDING)
+
+
+async def _prebuilt_chunks(
+    bench: Bench, org: uuid.UUID, payloads: list[LeadCreate]
+) -> tuple[list[_Prebuilt], tuple[str, Sequence[Any]]]:
+    """What create_many would send for ``payloads``: per chunk the scratch table's setup or
+    nothing, the COPY records and columns; and its insert statement. Built by create_many's own
+    code (no statement is sent), with the clock read now for the defaults."""
+    async with bench.db.tenant(org) as uow:
+        repository = uow.leads
+        schema = type(payloads[0])
+        plain = repository._plain_fields(schema)
+        settings = uow.settings
+        insert = CopiedInsert(
+            repository,
+            cast("Any", None),
+            payloads,
+            values=repository._insert_values,
+            audit_args=repository._insert_audit_args(),
+            plain=None if plain is None else (schema, plain),
+            check=functools.partial(
+                check_values,
+                "lead",
+                max_json_bytes=settings.max_json_bytes,
+                max_json_depth=settings.max_json_depth,
+            ),
+        )
+        bounds = chunk_bounds(len(payloads))
+        first = insert._values(*bounds[0])
+        defaults = bulk_defaults(insert._shape.table, insert._columns)
+        assert defaults is not None
+        now = datetime.datetime.now(datetime.UTC)
+        insert._filled = {name: now if value is NOW else value for name, value in defaults.items()}
+        columns = [*insert._columns, CHANGES_COLUMN, AUDIT_ID_COLUMN]
+        chunks: list[_Prebuilt] = []
+        for index, (start, stop) in enumerate(bounds):
+            rows = first if index == 0 else insert._values(start, stop)
+            setup = ""
+            if index == 0:
+                setup = (
+                    f"CREATE TEMP TABLE IF NOT EXISTS {insert._scratch_name} "
+                    f"({AUDIT_ID_COLUMN} uuid, {CHANGES_COLUMN} jsonb, "
+                    f"LIKE {insert._shape.name} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
+                    "SAVEPOINT floor"
+                )
+            chunks.append((setup, list(insert._chunk(rows).records), columns))
+        sql = insert._insert_sql()
+    return chunks, (sql.text, sql.args(insert._audit_args))
+
+
+async def _send_chunks(
+    connection: Any, sql: tuple[str, Sequence[Any]], chunks: list[_Prebuilt]
+) -> None:
+    text, args = sql
+    for setup, records, columns in chunks:
+        if setup:
+            await connection.execute(setup)
+            await connection.fetchval("SELECT now()")
+        await connection.copy_records_to_table(
+            "_leaddb_bulk_leads", schema_name="pg_temp", records=records, columns=columns
+        )
+        await connection.execute(text, *args)
+        await connection.execute("TRUNCATE pg_temp._leaddb_bulk_leads")
+    await connection.execute("RELEASE SAVEPOINT floor")
+
+
+class _CollectorWatch:
+    """The cyclic garbage collector's runs (and their time) while the block runs: watched
+    through ``gc.callbacks``, never tuned."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.full = 0
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def _seen(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.runs += 1
+        self.full += info["generation"] == 2
+        self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> None:
+        gc.callbacks.append(self._seen)
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._seen)
+
+
+def _collector_note(watched: dict[str, list[_CollectorWatch]], skipped: dict[str, str]) -> str:
+    parts = []
+    for name, watches in watched.items():
+        if name in skipped or not watches:
+            continue
+        ms = sorted(watch.seconds * 1000 for watch in watches)
+        runs = sorted(watch.runs for watch in watches)
+        full = sorted(watch.full for watch in watches)
+        middle = len(watches) // 2
+        parts.append(
+            f"{name} {ms[middle]:.0f} ms in {runs[middle]} collections, {full[middle]} full"
+        )
+    young, middle_limit, old_limit = gc.get_threshold()
+    # CPython 3.11-3.12: the middle generation is collected at every (middle_limit + 2)th
+    # collection, and the old one considered after old_limit + 1 of those.
+    checks = (middle_limit + 2) * (old_limit + 1) + 1
+    return (
+        "the garbage collector's time inside each timed run, median (it runs on its own, "
+        "as in any process): " + "; ".join(parts) + f". Each run starts right after "
+        f"gc.collect(), so a full collection (a walk of every object of the process, "
+        f"100-250 ms here) can start only at its collection number {checks} (one collection per "
+        f"{young} new objects); in a long-running process that point comes once every {checks - 1} "
+        f"collections wherever a batch starts, so a batch that makes N collections meets it "
+        f"about N/{checks - 1} of the time"
+    )
 
 
 async def create_many(bench: Bench) -> None:
@@ -140,8 +272,21 @@ async def create_many(bench: Bench) -> None:
         return go
 
     runs["leaddb create_many"] = leaddb
+
+    async def statements_alone(org: uuid.UUID, values: list[dict[str, Any]]) -> Callable[[], Any]:
+        chunks, sql = await _prebuilt_chunks(bench, org, [LeadCreate(**item) for item in values])
+
+        async def go() -> object:
+            async with bench.db.tenant(org) as uow:
+                await _send_chunks(await uow.leads._connection(), sql, chunks)
+                await uow.commit()
+            return chunks
+
+        return go
+
+    runs[STATEMENTS_ALONE] = statements_alone
     kinds = {COPY_NAME: "floor", "leaddb create_many": "leaddb"}
-    references = {"raw asyncpg executemany", "SQLAlchemy Core insertmanyvalues"}
+    references = {"raw asyncpg executemany", "SQLAlchemy Core insertmanyvalues", STATEMENTS_ALONE}
     what = {
         COPY_NAME: "copy_records_to_table into leads (autocommit)",
         "raw asyncpg executemany": "INSERT executemany, one transaction",
@@ -150,6 +295,7 @@ async def create_many(bench: Bench) -> None:
         "advanced-alchemy add_many": "add_many(auto_commit=True)",
         "fastcrud upsert_multi": "upsert_multi(commit=True): INSERT ... ON CONFLICT",
         "leaddb create_many": "unit of work: create_many + commit (audit rows included)",
+        STATEMENTS_ALONE: "create_many's statements with its COPY records built before timing",
     }
     samples = {
         name: Samples(
@@ -158,6 +304,7 @@ async def create_many(bench: Bench) -> None:
         for name in runs
     }
     skipped: dict[str, str] = {}
+    collector: dict[str, list[_CollectorWatch]] = {name: [] for name in runs}
     began = time.perf_counter()
     names = list(runs)
     for repeat in range(bench.sizes.bulk_repeats):
@@ -170,16 +317,19 @@ async def create_many(bench: Bench) -> None:
             go = await runs[name](org, payload_values(rows, f"bulk-{repeat}"))
             await _merge_gin_pending(bench)
             gc.collect()
+            watch = _CollectorWatch()
             started = time.perf_counter_ns()
             try:
                 # What each contender returns (10,000 models, rows or ids) is freed after the
                 # clock stops: dropping it is the caller's work, not the insert's.
-                result = await go()
-                await _merge_gin_pending(bench)
+                with watch:
+                    result = await go()
+                    await _merge_gin_pending(bench)
             except Exception as error:
                 skipped[name] = f"{type(error).__name__}: {str(error)[:300]}"
                 continue
             samples[name].values_us.append((time.perf_counter_ns() - started) / 1000.0)
+            collector[name].append(watch)
             del result
     bench.timings["create_many"] = time.perf_counter() - began
     bench.results.append(
@@ -195,6 +345,13 @@ async def create_many(bench: Bench) -> None:
                 "rows filled (timed; merged before it too, untimed), so no run pays for another's; "
                 "what a run returns is freed after its clock stops",
                 "leaddb writes one audit row per lead in the same statement",
+                f"{STATEMENTS_ALONE}: what create_many sends (the scratch table, then per chunk "
+                "COPY, INSERT ... SELECT into leads and activity_logs, TRUNCATE; commit), in a "
+                "unit of work, with every chunk's records (values, audit images, ids) built "
+                "before the clock starts: the floor of create_many's design, PostgreSQL's work "
+                "and the driver's encoding without leaddb's Python (its images hold a clock "
+                "read before the transaction, so they are the right size, not the right time)",
+                _collector_note(collector, skipped),
             ],
             skipped=skipped,
             rows=rows,

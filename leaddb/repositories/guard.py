@@ -70,7 +70,10 @@ def check_values(
     for field, value in values.items():
         kind = type(value)
         if kind is str:
-            _check_text(entity, field, value)
+            # Plain ASCII without NUL (most text) needs no call: _check_text only refuses NUL
+            # and, in non-ASCII text, lone surrogates.
+            if "\x00" in value or not value.isascii():
+                _check_text(entity, field, value)
         elif kind in _STORABLE or isinstance(value, enum.Enum):
             continue
         elif kind is float:
@@ -83,7 +86,8 @@ def check_values(
         elif kind is list and all(type(item) is str for item in value):
             # A text array (tags): each element is text, nothing nests.
             for item in value:
-                _check_text(entity, field, item)
+                if "\x00" in item or not item.isascii():
+                    _check_text(entity, field, item)
         elif isinstance(value, dict | list):
             depth = _depth(value, max_json_depth)
             if depth == _NON_FINITE:

@@ -54,6 +54,9 @@ def _is_flat(schema: type[BaseModel]) -> bool:
     )
 
 
+_IMMUTABLE = ("id", "created_at", "updated_at", "version", "deleted_at")
+
+
 def _field_values(payload: BaseModel, *, exclude_unset: bool) -> dict[str, Any]:
     """The payload's fields as a dict: ``model_dump`` without its cost for flat schemas.
 
@@ -83,6 +86,18 @@ def _insert_plan(
     return sql, constants
 
 
+@functools.cache
+def _plain_fields(
+    schema: type[BaseModel], shape: statements.TableShape, copies_values: bool
+) -> tuple[str, ...] | None:
+    if not copies_values or not _is_flat(schema):
+        return None
+    fields = tuple(schema.model_fields)
+    if {"organization_id", *_IMMUTABLE} & set(fields) or not shape.column_names.issuperset(fields):
+        return None
+    return fields
+
+
 class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
     """Reads plus inserts: for rows that are never changed once written (audit, history)."""
 
@@ -105,7 +120,7 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
                 f"{self._shape.entity} payload names organization {tenant_field}, "
                 "not this unit of work's tenant"
             )
-        for immutable in ("id", "created_at", "updated_at", "version", "deleted_at"):
+        for immutable in _IMMUTABLE:
             values.pop(immutable, None)
         values = self.prepare_values(values)
         settings = self._uow.settings
@@ -131,6 +146,21 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
         """The parameters an insert of many rows takes before them: the audit rows' action and
         actor (none when the entity is not audited)."""
         return list(self._action_and_actor("created")) if self.audited else []
+
+    def _plain_fields(self, schema: type[Any]) -> tuple[str, ...] | None:
+        """The fields of ``schema`` when ``_insert_values`` of its instances only copies their
+        ``__dict__``, checks it and adds the id and the tenant (see CopiedInsert), else None."""
+        if not issubclass(schema, BaseModel):
+            return None
+        kind = type(self)
+        base = AppendOnlyRepository
+        return _plain_fields(
+            schema,
+            self._shape,
+            kind.prepare_values is base.prepare_values
+            and kind._checked_values is base._checked_values
+            and kind._insert_values is base._insert_values,
+        )
 
     def _written(self, *ids: uuid.UUID) -> None:
         self._uow.record_write(self._shape.entity, ids)
@@ -177,6 +207,9 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
             return []
         connection = await self._connection()
         if len(items) >= COPY_THRESHOLD:
+            schema = type(items[0])
+            plain = self._plain_fields(schema)
+            settings = self._uow.settings
             return await CopiedInsert(
                 self,
                 connection,
@@ -184,6 +217,13 @@ class AppendOnlyRepository(ReadRepository[ModelT], Generic[ModelT, CreateT]):
                 values=self._insert_values,
                 audit_args=self._insert_audit_args(),
                 on_progress=on_progress,
+                plain=None if plain is None else (schema, plain),
+                check=functools.partial(
+                    check_values,
+                    self._shape.entity,
+                    max_json_bytes=settings.max_json_bytes,
+                    max_json_depth=settings.max_json_depth,
+                ),
             ).run()
         rows = [self._insert_values(item) for item in items]
         columns = tuple(rows[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
+import itertools
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -15,8 +16,8 @@ import orjson
 import pytest
 
 from leaddb import LeadDB, LeadDBSettings
-from leaddb.errors import InvalidValueError, TenantViolationError
-from leaddb.models import LeadCreate, LeadSource, LeadStatus
+from leaddb.errors import InvalidFilterError, InvalidValueError, TenantViolationError
+from leaddb.models import LeadCreate, LeadSource, LeadStatus, UserCreate
 from leaddb.repositories.bulk import CopiedInsert, chunk_bounds, jsonb_key_order
 from leaddb.repositories.collector import CollectorPause
 
@@ -30,6 +31,10 @@ class LeadImport(LeadCreate):
     """A caller's own payload type that carries an organization (e.g. from an import file)."""
 
     organization_id: uuid.UUID
+
+
+class LeadOfMine(LeadCreate):
+    """A caller's subclass with no field of its own: not the batch's schema, the same columns."""
 
 
 def _same_json(audited: object, stored: object) -> bool:
@@ -117,6 +122,111 @@ async def test_a_large_batch_is_stored_whole_in_order_with_audit_images_of_the_s
         assert set(changes) == {"after"}
         assert _same_json(changes["after"], stored_row), (changes["after"], stored_row)
         assert row["actor_user_id"] == owner.id
+
+
+async def _audited_as_stored(pg: asyncpg.Connection, org: uuid.UUID) -> int:
+    """How many created leads of ``org`` there are, asserting each audit image is its row."""
+    rows = await pg.fetch(
+        "SELECT a.changes, to_jsonb(l) AS row FROM activity_logs a "
+        "JOIN leads l ON l.organization_id = a.organization_id AND l.id = a.entity_id "
+        "WHERE a.organization_id = $1 AND a.entity_type = 'lead' AND a.action = 'created'",
+        org,
+    )
+    for row in rows:
+        after = orjson.loads(row["changes"])["after"]
+        assert _same_json(after, orjson.loads(row["row"])), (after, row["row"])
+    return len(rows)
+
+
+async def test_which_schemas_are_checked_in_place(db: LeadDB) -> None:
+    org = await make_org(db)
+    async with db.tenant(org.id) as uow:
+        # LeadCreate: flat, no tenant or immutable field, a repository that keeps values.
+        assert uow.leads._plain_fields(LeadCreate) == tuple(LeadCreate.model_fields)
+        # A payload that names its organization is checked against the unit's tenant.
+        assert uow.leads._plain_fields(LeadImport) is None
+        # Users hash their passwords (prepare_values): their values are not the payload's.
+        assert uow.users._plain_fields(UserCreate) is None
+
+
+async def test_items_of_another_type_among_plain_ones_are_stored_alike(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    owner = await make_user(db, org.id)
+    payloads: list[LeadCreate] = _varied(BATCH, owner.id)
+    for index in (1, 300, 2_000, BATCH - 1):  # in the first, second and last chunks
+        payloads[index] = LeadOfMine.model_validate(payloads[index].model_dump())
+    async with db.tenant(org.id, actor=owner.id) as uow:
+        created = await uow.leads.create_many(payloads)
+        await uow.commit()
+    assert [lead.model_dump(exclude={"id", "created_at", "updated_at"}) for lead in created] == [
+        {
+            **payload.model_dump(),
+            "organization_id": org.id,
+            "version": 1,
+            "deleted_at": None,
+        }
+        for payload in payloads
+    ]
+    async with db.tenant(org.id) as uow:
+        stored = await uow.leads.get_many([lead.id for lead in created])
+    assert [lead.model_dump() if lead else None for lead in stored] == [
+        lead.model_dump() for lead in created
+    ]
+    assert await _audited_as_stored(pg, org.id) == BATCH
+
+
+async def test_items_changed_by_the_caller_while_the_batch_runs_do_not_split_rows_from_models(
+    db: LeadDB, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await make_org(db)
+    payloads = lead_payloads(BATCH, prefix="moving")
+    copy = CopiedInsert._copy
+    copies = 0
+
+    async def copying(insert: CopiedInsert, records: Any, columns: list[str]) -> None:
+        # Another task of the caller's changes every item while the batch is under way.
+        nonlocal copies
+        copies += 1
+        for payload in payloads:
+            payload.first_name = f"changed before copy {copies}"
+        await copy(insert, records, columns)
+
+    monkeypatch.setattr(CopiedInsert, "_copy", copying)
+    async with db.tenant(org.id) as uow:
+        created = await uow.leads.create_many(payloads)
+        await uow.commit()
+    assert copies == len(chunk_bounds(BATCH))
+    # Each chunk as its items were when it was read (the first before any change).
+    assert created[0].first_name is None
+    assert created[-1].first_name == f"changed before copy {copies - 1}"
+    async with db.tenant(org.id) as uow:
+        stored = await uow.leads.get_many([lead.id for lead in created])
+    assert [lead.model_dump() if lead else None for lead in stored] == [
+        lead.model_dump() for lead in created
+    ]
+    assert await _audited_as_stored(pg, org.id) == BATCH
+
+
+async def test_an_item_missing_a_field_is_refused_as_of_another_schema(
+    db: LeadDB, pg: asyncpg.Connection
+) -> None:
+    org = await make_org(db)
+    payloads = lead_payloads(BATCH, prefix="partial")
+    # Built without validation and without its email: not the batch's columns.
+    payloads[1_900] = LeadCreate.model_construct(first_name="No Email")
+    async with db.tenant(org.id) as uow:
+        with pytest.raises(InvalidFilterError, match="one schema"):
+            await uow.leads.create_many(payloads)
+        await uow.commit()
+    assert await pg.fetchval("SELECT count(*) FROM leads WHERE organization_id = $1", org.id) == 0
+    # A bad value further in the same chunk is what is reported, as for any schema: a chunk's
+    # items are all checked before their columns are compared.
+    payloads[2_000] = payloads[2_000].model_copy(update={"first_name": "nul\x00byte"})
+    async with db.tenant(org.id) as uow:
+        with pytest.raises(InvalidValueError, match="NUL"):
+            await uow.leads.create_many(payloads)
 
 
 async def test_a_bad_value_in_a_later_chunk_leaves_none_of_the_batch_and_the_unit_usable(
@@ -278,8 +388,14 @@ async def test_by_default_a_large_batch_leaves_the_processs_collector_alone(
     db: LeadDB, settings: LeadDBSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert settings.bulk_pauses_gc is False
-    before, _ = await _collections_before_the_last_chunk(db, BATCH, monkeypatch)
-    assert before > 100  # collections all along, as without leaddb
+    events: list[str] = []
+    before, _ = await _collections_before_the_last_chunk(db, BATCH, monkeypatch, events)
+    assert before > 0
+    # Collections all along, as without leaddb: while each chunk after the first is built.
+    copies = [index for index, event in enumerate(events) if event == "copy"]
+    assert len(copies) == len(chunk_bounds(BATCH)) > 1
+    for start, stop in itertools.pairwise(copies):
+        assert "collection" in events[start:stop], events
 
 
 async def test_a_large_batch_asked_to_holds_the_collector_back_until_its_last_chunk_is_sent(
