@@ -257,6 +257,8 @@ class LeadDB:
                 open_transport(settings),
                 poll_seconds=settings.replica_poll_ms / 1000,
                 retry_seconds=settings.replica_retry_seconds,
+                position_sql=system.WAL_INSERT_POSITION.text,
+                position_and_report_sql=system.WAL_POSITION_AND_REPORT.text,
             )
         info = ServerInfo(
             database_url=masked_url(settings.sqlalchemy_url().render_as_string(False)),

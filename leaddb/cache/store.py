@@ -45,7 +45,6 @@ from leaddb.cache.keys import (
     token_key,
     value_key,
 )
-from leaddb.connections.lean_redis import LeanRedis
 from leaddb.connections.redis_transport import RedisPyTransport, RedisTransport
 from leaddb.connections.retry import REDIS_OUTAGE
 
@@ -228,10 +227,10 @@ class CacheStore:
             self._outage_seen = False
         return True
 
-    def pipeline_transport(self) -> LeanRedis | None:
-        """The connection the next invalidation goes out on, when it is LeanRedis's and Redis
-        is usable now: what is sent on it first is answered in the same round trip."""
-        return self.redis if isinstance(self.redis, LeanRedis) and self._usable_now() else None
+    def pipeline_transport(self) -> RedisTransport | None:
+        """The transport the next invalidation goes out on, when Redis is usable now: what is
+        sent on it first (``send_now``) is answered in the same round trip."""
+        return self.redis if self._usable_now() else None
 
     def _usable_now(self) -> bool:
         """Whether Redis may be used now with no lost invalidation to repair first."""

@@ -18,7 +18,7 @@ from leaddb.rows.codec import RowCodec
 from leaddb.rows.hydrate import ModelT
 
 if TYPE_CHECKING:
-    from leaddb.connections.lean_redis import LeanRedis
+    from leaddb.connections.redis_transport import RedisTransport
     from leaddb.rows.hydrate import Row
 
 ORGANIZATION_ENTITY = "organization"
@@ -152,7 +152,7 @@ class UnitCache:
         )
         return [loaded.get(id) if hit is None else hit for id, hit in zip(ids, found, strict=True)]
 
-    def pipeline_transport(self) -> LeanRedis | None:
+    def pipeline_transport(self) -> RedisTransport | None:
         """The cache's connection, for a command to go ahead of the invalidation on it."""
         return self._store.pipeline_transport()
 

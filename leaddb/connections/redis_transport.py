@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from leaddb.connections.lean_redis import LeanRedis
+from leaddb.connections.lean_redis import LeanRedis, PendingReply
 from leaddb.connections.redis_topology import (
     AnyRedis,
     close_client,
@@ -49,6 +49,11 @@ class RedisTransport(Protocol):
 
     async def call(self, *args: Any) -> Any:
         """Send one command; its reply as RESP2 gives it (bytes, int, list, None)."""
+        ...
+
+    def send_now(self, *args: Any) -> PendingReply | None:
+        """Write one command at once and await its reply later, so the caller can do other I/O
+        meanwhile; None when this transport cannot (then ``call``)."""
         ...
 
     async def evalsha(self, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -93,6 +98,10 @@ class RedisPyTransport:
 
     async def call(self, *args: Any) -> Any:
         return await self._client.execute_command(*args)
+
+    def send_now(self, *args: Any) -> PendingReply | None:
+        # redis-py writes a command only as its coroutine runs.
+        return None
 
     def _script(self, script: str) -> AsyncScript:
         registered = self._scripts.get(script)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-from leaddb.connections.lean_redis import LeanRedis, PendingReply
+from leaddb.connections.lean_redis import PendingReply
 
 if TYPE_CHECKING:
     from asyncpg.exceptions import PostgresLogMessage
@@ -66,15 +66,6 @@ _RECORDED_MAX = 10_000
 
 REPORT_FUNCTION = "leaddb_private.report_wal_position"
 _NOTICE = "leaddb-wal"
-_POSITION = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
-# The position, and whether this session may call the report (CASE: in order, so the function
-# is looked up only in a schema the session may use).
-_POSITION_AND_REPORT = (
-    "SELECT pg_catalog.pg_current_wal_insert_lsn()::text, CASE WHEN coalesce("
-    "pg_catalog.has_schema_privilege(pg_catalog.to_regnamespace('leaddb_private'), 'USAGE'), "
-    "false) THEN coalesce(pg_catalog.has_function_privilege("
-    f"pg_catalog.to_regprocedure('{REPORT_FUNCTION}(text)'), 'EXECUTE'), false) ELSE false END"
-)
 
 
 class PositionNotice:
@@ -139,11 +130,18 @@ class ReplicaRouter:
         *,
         poll_seconds: float,
         retry_seconds: float,
+        position_sql: str,
+        position_and_report_sql: str,
     ) -> None:
+        """``position_sql`` reads the primary's WAL position; ``position_and_report_sql`` that,
+        and whether the session may call ``REPORT_FUNCTION`` (both in leaddb.sql.system, which
+        sits above this module)."""
         self.replicas = replicas
         self._redis = redis
         self._poll = poll_seconds
         self._retry = retry_seconds
+        self._position_sql = position_sql
+        self._position_and_report_sql = position_and_report_sql
         self._tasks: set[asyncio.Task[Any]] = set()
         # Whether COMMITs report their position by a notice (None: not found out yet).
         self._by_notice: bool | None = None
@@ -175,10 +173,9 @@ class ReplicaRouter:
         the caller begins its transaction meanwhile. Over LeanRedis the GET is written at once
         and no task is made (a task and its steps cost about what the GET does here)."""
         redis = self._redis
-        if isinstance(redis, LeanRedis):
-            sent = redis.send_now("GET", token_key(tenant))
-            if sent is not None:
-                return PositionLookup(sent)
+        sent = redis.send_now("GET", token_key(tenant))
+        if sent is not None:
+            return PositionLookup(sent)
         task = asyncio.get_running_loop().create_task(redis.call("GET", token_key(tenant)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -245,8 +242,8 @@ class ReplicaRouter:
         finds out whether COMMITs can report it (migration 0008, callable by this session)."""
         self.positions_queried += 1
         if self._by_notice is not None:
-            return str(await connection.fetchval(_POSITION))
-        row = await connection.fetchrow(_POSITION_AND_REPORT)
+            return str(await connection.fetchval(self._position_sql))
+        row = await connection.fetchrow(self._position_and_report_sql)
         assert row is not None
         self._by_notice = bool(row[1])
         return str(row[0])
@@ -272,11 +269,11 @@ class ReplicaRouter:
             logger.warning("the read-your-writes position was not recorded: %s", error)
 
     def record_beside(
-        self, transport: LeanRedis, tenant: uuid.UUID | None, lsn_text: str
+        self, transport: RedisTransport, tenant: uuid.UUID | None, lsn_text: str
     ) -> RecordInFlight | None:
         """``record``, sent now on ``transport`` (the cache's connection), so that the cache's
         invalidation sent next on it shares the round trip; Redis runs the two in order. None
-        when that connection is not up (then ``record``)."""
+        when the transport cannot send it now (then ``record``)."""
         position = self._noted(tenant, lsn_text)
         sent = transport.send_now(
             "EVALSHA", _RAISE_SHA, 1, token_key(tenant), position, _TOKEN_TTL_MS

@@ -14,10 +14,14 @@ from typing import Any, Final
 from sqlalchemy import (
     BigInteger,
     LargeBinary,
+    Text,
     Uuid,
     and_,
     bindparam,
+    case,
+    cast,
     column,
+    false,
     func,
     select,
     table,
@@ -25,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import Select
 
+from leaddb.connections.replicas import REPORT_FUNCTION
 from leaddb.models import Organization, User, table_of
 from leaddb.sql.compile import Positional, compile_positional, inline, param
 
@@ -67,6 +72,36 @@ TOUCHED_ORGANIZATIONS: Final[Positional] = compile_positional(
 )
 """Every organization, and those this transaction deleted: what a platform unit of work's raw
 SQL may have changed."""
+
+_wal_position = cast(func.pg_current_wal_insert_lsn(), Text)
+WAL_INSERT_POSITION: Final[Positional] = compile_positional(select(_wal_position), ())
+"""The primary's WAL position after a commit that wrote (read-your-writes on replicas)."""
+
+WAL_POSITION_AND_REPORT: Final[Positional] = compile_positional(
+    select(
+        _wal_position,
+        # CASE, in order: the function is looked up only in a schema the session may use.
+        case(
+            (
+                func.coalesce(
+                    func.has_schema_privilege(
+                        func.to_regnamespace(inline(PRIVATE)), inline("USAGE")
+                    ),
+                    false(),
+                ),
+                func.coalesce(
+                    func.has_function_privilege(
+                        func.to_regprocedure(inline(f"{REPORT_FUNCTION}(text)")), inline("EXECUTE")
+                    ),
+                    false(),
+                ),
+            ),
+            else_=false(),
+        ),
+    ),
+    (),
+)
+"""``WAL_INSERT_POSITION``, and whether this session may call ``REPORT_FUNCTION`` (0008)."""
 
 _pending = func.leaddb_pending_invalidations().table_valued(
     column("id"), column("kind"), column("organization_id"), column("user_id")

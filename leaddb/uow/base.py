@@ -67,20 +67,6 @@ _REPORT_MISSING = (
 )
 
 
-class _Commit:
-    """``connection.execute(sql)`` for a telemetry span named after the COMMIT it carries (the
-    report's nonce would make each text a shape of its own)."""
-
-    __slots__ = ("_connection", "_sql")
-
-    def __init__(self, connection: Connection, sql: str) -> None:
-        self._connection = connection
-        self._sql = sql
-
-    async def __call__(self, _text: str) -> str:
-        return await self._connection.execute(self._sql)
-
-
 class Host(Protocol):
     """What a unit of work takes from the ``LeadDB`` that opened it (``LeadDB`` is one)."""
 
@@ -435,7 +421,9 @@ class UnitOfWork:
                         connection.add_log_listener(notice)
                     sql = "COMMIT" if notice is None else notice.commit_sql
                     status = await (
-                        telemetry.statement(_Commit(connection, sql), ("COMMIT",))
+                        # The span is named after the COMMIT: the report's nonce would make
+                        # each text a shape of its own.
+                        telemetry.statement(lambda _text: connection.execute(sql), ("COMMIT",))
                         if telemetry.on
                         else connection.execute(sql)
                     )

@@ -17,6 +17,7 @@ from leaddb.connections.replicas import (
     lsn_value,
     token_key,
 )
+from leaddb.sql import system
 
 if TYPE_CHECKING:
     from leaddb.connections.pool import ConnectionPool
@@ -62,7 +63,12 @@ def _router(*replayed: int, down: int | None = None) -> ReplicaRouter:
     if down is not None:
         replicas[down].down_until = now + 60
     return ReplicaRouter(
-        replicas, cast("RedisTransport", object()), poll_seconds=60, retry_seconds=5
+        replicas,
+        cast("RedisTransport", object()),
+        poll_seconds=60,
+        retry_seconds=5,
+        position_sql=system.WAL_INSERT_POSITION.text,
+        position_and_report_sql=system.WAL_POSITION_AND_REPORT.text,
     )
 
 
