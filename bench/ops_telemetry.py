@@ -13,6 +13,7 @@ through the SDK; the difference between it and "on" is what leaddb's own instrum
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -65,19 +66,43 @@ async def telemetry_cost(bench: Bench) -> None:
     def pick(i: int) -> uuid.UUID:
         return ids[i % len(ids)]
 
-    def get_with(db: LeadDB, on: bool) -> Callable[[int], Awaitable[object]]:
+    def get_of(
+        db: LeadDB,
+        choose: Callable[[int], uuid.UUID],
+        *,
+        on: bool = False,
+        replay: Callable[[], None] | None = None,
+    ) -> Callable[[int], Awaitable[object]]:
+        """A get in its own unit of work; ``replay``: then the SDK records its telemetry."""
+
         async def run(i: int) -> object:
             # Every contender sets the flag, so each pays the same for the switching.
             telemetry.on = on
             try:
                 async with db.tenant(org) as uow:
-                    return await uow.leads.get(pick(i))
+                    found = await uow.leads.get(choose(i))
+                if replay is not None:
+                    replay()
+                return found
             finally:
                 telemetry.on = False
-                if on and i % 256 == 0:
+                if (on or replay is not None) and i % 256 == 0:
                     spans.clear()
 
         return run
+
+    async def recorded(db: LeadDB, choose: Callable[[int], uuid.UUID]) -> list[Any]:
+        """The spans leaddb records for one get, to replay exactly those."""
+        spans.clear()
+        telemetry.on = True
+        try:
+            async with db.tenant(org) as uow:
+                await uow.leads.get(choose(0))
+        finally:
+            telemetry.on = False
+        found = list(spans.get_finished_spans())
+        spans.clear()
+        return found
 
     try:
         async with bench.db_cached.tenant(org) as uow:
@@ -87,51 +112,12 @@ async def telemetry_cost(bench: Bench) -> None:
         def pick_cached(i: int) -> uuid.UUID:
             return cached_ids[i % len(cached_ids)]
 
-        def cached_with(on: bool) -> Callable[[int], Awaitable[object]]:
-            async def run(i: int) -> object:
-                telemetry.on = on
-                try:
-                    async with bench.db_cached.tenant(org) as uow:
-                        return await uow.leads.get(pick_cached(i))
-                finally:
-                    telemetry.on = False
-                    if on and i % 256 == 0:
-                        spans.clear()
-
-            return run
-
-        # One of each with telemetry on, to replay exactly what leaddb records for them.
-        spans.clear()
-        telemetry.on = True
-        try:
-            async with bench.db.tenant(org) as uow:
-                await uow.leads.get(pick(0))
-            recorded_get = list(spans.get_finished_spans())
-            spans.clear()
-            async with bench.db_cached.tenant(org) as uow:
-                await uow.leads.get(pick_cached(0))
-            recorded_cached_get = list(spans.get_finished_spans())
-            spans.clear()
-        finally:
-            telemetry.on = False
+        recorded_get = await recorded(bench.db, pick)
+        recorded_cached_get = await recorded(bench.db_cached, pick_cached)
         replay_get = _sdk_replay(tracer_provider, meter_provider, recorded_get)
         replay_cached_get = _sdk_replay(tracer_provider, meter_provider, recorded_cached_get)
-
-        def floor_of(
-            db: LeadDB, choose: Callable[[int], uuid.UUID], replay: Callable[[], None]
-        ) -> Callable[[int], Awaitable[object]]:
-            async def run(i: int) -> object:
-                telemetry.on = False
-                try:
-                    async with db.tenant(org) as uow:
-                        found = await uow.leads.get(choose(i))
-                    replay()
-                    return found
-                finally:
-                    if i % 256 == 0:
-                        spans.clear()
-
-            return run
+        uncached = functools.partial(get_of, bench.db, pick)
+        cached = functools.partial(get_of, bench.db_cached, pick_cached)
 
         get_spans = f"{len(recorded_get)} spans"
         cached_spans = f"{len(recorded_cached_get)} spans"
@@ -139,12 +125,12 @@ async def telemetry_cost(bench: Bench) -> None:
             "telemetry_get",
             "telemetry: get by id (cache off), each in its own unit of work",
             [
-                Contender(NO_EXTRA, get_with(bench.db, False), "the baseline", "reference"),
-                Contender(OFF, get_with(bench.db, False), "no provider", "leaddb"),
-                Contender(ON, get_with(bench.db, True), f"{get_spans}, histograms", "leaddb"),
+                Contender(NO_EXTRA, uncached(), "the baseline", "reference"),
+                Contender(OFF, uncached(), "no provider", "leaddb"),
+                Contender(ON, uncached(on=True), f"{get_spans}, histograms", "leaddb"),
                 Contender(
                     FLOOR,
-                    floor_of(bench.db, pick, replay_get),
+                    uncached(replay=replay_get),
                     f"the same {get_spans} and histogram values, no leaddb code",
                     "reference",
                 ),
@@ -155,12 +141,17 @@ async def telemetry_cost(bench: Bench) -> None:
             "telemetry_cached_get",
             "telemetry: cached get by id, each in its own unit of work",
             [
-                Contender(CACHED_NO_EXTRA, cached_with(False), "the baseline", "reference"),
-                Contender(CACHED_OFF, cached_with(False), "no provider", "leaddb"),
-                Contender(CACHED_ON, cached_with(True), f"{cached_spans}, 1 histogram", "leaddb"),
+                Contender(CACHED_NO_EXTRA, cached(), "the baseline", "reference"),
+                Contender(CACHED_OFF, cached(), "no provider", "leaddb"),
+                Contender(
+                    CACHED_ON,
+                    cached(on=True),
+                    f"{cached_spans}, 1 histogram",
+                    "leaddb",
+                ),
                 Contender(
                     CACHED_FLOOR,
-                    floor_of(bench.db_cached, pick_cached, replay_cached_get),
+                    cached(replay=replay_cached_get),
                     f"the same {cached_spans} and histogram value, no leaddb code",
                     "reference",
                 ),

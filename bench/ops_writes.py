@@ -23,6 +23,7 @@ from bench.context import RAW, Bench
 from bench.ops_reads import COLUMNS, _live
 from bench.seed import create_organization, lead_values
 from bench.timing import Contender
+from leaddb import LeadDB
 from leaddb.models import Lead, LeadCreate, LeadUpdate
 
 CREATE_FIELDS = tuple(LeadCreate.model_fields)
@@ -292,36 +293,29 @@ async def _update_one_round(bench: Bench) -> None:
                 )
             )
 
-        async def leaddb(i: int) -> object:
-            lead_id, version, score = target("leaddb", i)
-            async with bench.db.tenant(org) as uow:
-                lead = await uow.leads.update(
-                    lead_id, LeadUpdate(score=score), expected_version=version
-                )
-                await uow.commit()
-            done(lead_id, version, score)
-            return lead
+        def leaddb_update(db: LeadDB, name: str) -> Callable[[int], Awaitable[object]]:
+            async def one(i: int) -> object:
+                lead_id, version, score = target(name, i)
+                async with db.tenant(org) as uow:
+                    lead = await uow.leads.update(
+                        lead_id, LeadUpdate(score=score), expected_version=version
+                    )
+                    await uow.commit()
+                done(lead_id, version, score)
+                return lead
 
-        async def leaddb_without_rls(i: int) -> object:
-            lead_id, version, score = target("leaddb_without_rls", i)
-            async with bench.db_without_rls.tenant(org) as uow:
-                lead = await uow.leads.update(
-                    lead_id, LeadUpdate(score=score), expected_version=version
-                )
-                await uow.commit()
-            done(lead_id, version, score)
-            return lead
+            return one
 
         contenders += [
             Contender(
                 LEADDB,
-                leaddb,
+                leaddb_update(bench.db, "leaddb"),
                 "unit of work: update(id, LeadUpdate(score), expected_version) + commit",
                 "leaddb",
             ),
             Contender(
                 LEADDB_WITHOUT_RLS,
-                leaddb_without_rls,
+                leaddb_update(bench.db_without_rls, "leaddb_without_rls"),
                 "the same with row_level_security=False: the statement, the audit row and the "
                 "unit of work without the signed context's policies (for where the time goes)",
                 "leaddb",
