@@ -5,6 +5,7 @@ by a query where the report cannot run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -60,6 +61,22 @@ async def _stored(redis_url: str, tenant: uuid.UUID) -> int:
         await client.aclose()
     assert raw is not None
     return int(raw, 16)
+
+
+@contextlib.asynccontextmanager
+async def _report_dropped(topology: PostgresTopology) -> AsyncIterator[asyncpg.Connection]:
+    """Migration 0008's report dropped while the block runs, then made again as it was (its
+    privileges too); yields the primary's admin connection."""
+    admin = await asyncpg.connect(topology.primary_url)
+    definition = await admin.fetchval(f"SELECT pg_get_functiondef('{REPORT}'::regprocedure)")
+    await admin.execute(f"DROP FUNCTION {REPORT}")
+    try:
+        yield admin
+    finally:
+        await admin.execute(definition)
+        await admin.execute(f"REVOKE ALL ON FUNCTION {REPORT} FROM PUBLIC")
+        await admin.execute(f"GRANT EXECUTE ON FUNCTION {REPORT} TO leaddb_app")
+        await admin.close()
 
 
 async def test_the_reported_position_is_past_the_commit_record_and_needs_no_query(
@@ -135,10 +152,7 @@ async def test_an_aborted_transaction_still_fails_its_commit(direct_db: LeadDB) 
 async def test_without_the_report_positions_are_read_by_a_query(
     clean_scale: PostgresTopology, servers: TestServers
 ) -> None:
-    admin = await asyncpg.connect(clean_scale.primary_url)
-    definition = await admin.fetchval(f"SELECT pg_get_functiondef('{REPORT}'::regprocedure)")
-    await admin.execute(f"DROP FUNCTION {REPORT}")
-    try:
+    async with _report_dropped(clean_scale) as admin:
         db = await LeadDB.connect(
             _settings(clean_scale.primary_url, clean_scale, servers.redis_url)
         )
@@ -153,21 +167,13 @@ async def test_without_the_report_positions_are_read_by_a_query(
             assert _router(db).positions_queried == 4
         finally:
             await db.close()
-    finally:
-        await admin.execute(definition)
-        await admin.execute(f"REVOKE ALL ON FUNCTION {REPORT} FROM PUBLIC")
-        await admin.execute(f"GRANT EXECUTE ON FUNCTION {REPORT} TO leaddb_app")
-        await admin.close()
 
 
 async def test_a_report_gone_after_it_was_found_fails_that_commit_as_maybe_committed(
     direct_db: LeadDB, clean_scale: PostgresTopology
 ) -> None:
     org = await make_org(direct_db)  # found out: commits report from now on
-    admin = await asyncpg.connect(clean_scale.primary_url)
-    definition = await admin.fetchval(f"SELECT pg_get_functiondef('{REPORT}'::regprocedure)")
-    await admin.execute(f"DROP FUNCTION {REPORT}")
-    try:
+    async with _report_dropped(clean_scale):
         async with direct_db.tenant(org.id) as uow:
             await uow.leads.create(LeadCreate(email="gone@example.com"))
             with pytest.raises(LeadDBError):
@@ -178,11 +184,6 @@ async def test_a_report_gone_after_it_was_found_fails_that_commit_as_maybe_commi
             await uow.leads.create(LeadCreate(email="after@example.com"))
             await uow.commit()  # by a query now
         assert _router(direct_db).positions_queried == 2
-    finally:
-        await admin.execute(definition)
-        await admin.execute(f"REVOKE ALL ON FUNCTION {REPORT} FROM PUBLIC")
-        await admin.execute(f"GRANT EXECUTE ON FUNCTION {REPORT} TO leaddb_app")
-        await admin.close()
 
 
 async def test_with_the_cache_on_the_position_rides_with_the_invalidation(

@@ -56,6 +56,22 @@ async def two_processes(replica_settings: LeadDBSettings) -> AsyncIterator[tuple
         await writer.close()
 
 
+@contextlib.asynccontextmanager
+async def _replica_applying_late(topology: PostgresTopology) -> AsyncIterator[None]:
+    """The replica applies what it receives 3 s late (``recovery_min_apply_delay``) while the
+    block runs, from 0.3 s after it begins (the setting reloaded)."""
+    admin = await asyncpg.connect(topology.url(topology.replica_port, "postgres"))
+    try:
+        await admin.execute("ALTER SYSTEM SET recovery_min_apply_delay = '3s'")
+        await admin.execute("SELECT pg_reload_conf()")
+        await asyncio.sleep(0.3)
+        yield
+    finally:
+        await admin.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
+        await admin.execute("SELECT pg_reload_conf()")
+        await admin.close()
+
+
 async def _where(db: LeadDB, org_id: uuid.UUID, lead_id: uuid.UUID) -> tuple[bool, bool]:
     """(served by the replica, the lead was there)."""
     async with db.tenant(org_id, read_only=True) as uow:
@@ -92,11 +108,7 @@ async def test_a_lagging_replica_is_skipped_for_the_tenant_that_wrote(
     writer, reader = two_processes
     org = await make_org(writer)
     quiet = await make_org(writer)
-    admin = await asyncpg.connect(clean_scale.url(clean_scale.replica_port, "postgres"))
-    try:
-        await admin.execute("ALTER SYSTEM SET recovery_min_apply_delay = '3s'")
-        await admin.execute("SELECT pg_reload_conf()")
-        await asyncio.sleep(0.3)
+    async with _replica_applying_late(clean_scale):
         async with writer.tenant(org.id) as uow:
             lead = await uow.leads.create(LeadCreate(email="late@example.com"))
             await uow.commit()
@@ -106,10 +118,6 @@ async def test_a_lagging_replica_is_skipped_for_the_tenant_that_wrote(
         # A tenant with nothing new is still served by the replica meanwhile.
         async with reader.tenant(quiet.id, read_only=True) as uow:
             assert await uow.fetchval(IN_RECOVERY) is True
-    finally:
-        await admin.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
-        await admin.execute("SELECT pg_reload_conf()")
-        await admin.close()
 
 
 async def test_a_write_in_a_read_only_unit_of_work_is_refused_on_replica_and_primary(
@@ -203,11 +211,7 @@ async def test_a_speculative_begin_on_a_replica_behind_is_given_back_rolled_back
     org = await make_org(writer)
     await _where(reader, org.id, org.id)  # the reader starts polling the replica
     await asyncio.sleep(0.1)
-    admin = await asyncpg.connect(clean_scale.url(clean_scale.replica_port, "postgres"))
-    try:
-        await admin.execute("ALTER SYSTEM SET recovery_min_apply_delay = '3s'")
-        await admin.execute("SELECT pg_reload_conf()")
-        await asyncio.sleep(0.3)
+    async with _replica_applying_late(clean_scale):
         async with writer.tenant(org.id) as uow:
             lead = await uow.leads.create(LeadCreate(email="behind@example.com"))
             await uow.commit()
@@ -231,10 +235,6 @@ async def test_a_speculative_begin_on_a_replica_behind_is_given_back_rolled_back
             await asyncio.sleep(0.01)
         assert _replica_pool_settled(reader)
         assert await _replica_sessions_in_transaction(clean_scale) == 0
-    finally:
-        await admin.execute("ALTER SYSTEM RESET recovery_min_apply_delay")
-        await admin.execute("SELECT pg_reload_conf()")
-        await admin.close()
 
 
 async def test_a_process_that_wrote_reads_the_primary_without_asking_redis(
