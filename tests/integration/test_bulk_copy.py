@@ -17,7 +17,7 @@ import pytest
 
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.errors import InvalidFilterError, InvalidValueError, TenantViolationError
-from leaddb.models import LeadCreate, LeadSource, LeadStatus, UserCreate
+from leaddb.models import Lead, LeadCreate, LeadSource, LeadStatus, UserCreate
 from leaddb.repositories.bulk import CopiedInsert, chunk_bounds, jsonb_key_order
 from leaddb.repositories.collector import CollectorPause
 
@@ -95,11 +95,7 @@ async def test_a_large_batch_is_stored_whole_in_order_with_audit_images_of_the_s
         created = await uow.leads.create_many(payloads)
         await uow.commit()
     assert [lead.email for lead in created] == [payload.email for payload in payloads]
-    async with db.tenant(org.id) as uow:
-        stored = await uow.leads.get_many([lead.id for lead in created])
-    assert [lead.model_dump() if lead else None for lead in stored] == [
-        lead.model_dump() for lead in created
-    ]
+    await _assert_stored_as_returned(db, org.id, created)
     rows = await pg.fetch(
         "SELECT a.changes, a.actor_user_id, to_jsonb(l) AS row FROM activity_logs a "
         "JOIN leads l ON l.organization_id = a.organization_id AND l.id = a.entity_id "
@@ -122,6 +118,15 @@ async def test_a_large_batch_is_stored_whole_in_order_with_audit_images_of_the_s
         assert set(changes) == {"after"}
         assert _same_json(changes["after"], stored_row), (changes["after"], stored_row)
         assert row["actor_user_id"] == owner.id
+
+
+async def _assert_stored_as_returned(db: LeadDB, org: uuid.UUID, created: list[Lead]) -> None:
+    """What a later unit of work reads of the created leads is what create_many returned."""
+    async with db.tenant(org) as uow:
+        stored = await uow.leads.get_many([lead.id for lead in created])
+    assert [lead.model_dump() if lead else None for lead in stored] == [
+        lead.model_dump() for lead in created
+    ]
 
 
 async def _audited_as_stored(pg: asyncpg.Connection, org: uuid.UUID) -> int:
@@ -169,11 +174,7 @@ async def test_items_of_another_type_among_plain_ones_are_stored_alike(
         }
         for payload in payloads
     ]
-    async with db.tenant(org.id) as uow:
-        stored = await uow.leads.get_many([lead.id for lead in created])
-    assert [lead.model_dump() if lead else None for lead in stored] == [
-        lead.model_dump() for lead in created
-    ]
+    await _assert_stored_as_returned(db, org.id, created)
     assert await _audited_as_stored(pg, org.id) == BATCH
 
 
@@ -201,11 +202,7 @@ async def test_items_changed_by_the_caller_while_the_batch_runs_do_not_split_row
     # Each chunk as its items were when it was read (the first before any change).
     assert created[0].first_name is None
     assert created[-1].first_name == f"changed before copy {copies - 1}"
-    async with db.tenant(org.id) as uow:
-        stored = await uow.leads.get_many([lead.id for lead in created])
-    assert [lead.model_dump() if lead else None for lead in stored] == [
-        lead.model_dump() for lead in created
-    ]
+    await _assert_stored_as_returned(db, org.id, created)
     assert await _audited_as_stored(pg, org.id) == BATCH
 
 
