@@ -41,7 +41,7 @@ from bench.context import Bench, Sizes
 from bench.report import RunInfo, markdown, stdout_report
 from bench.seed import seed
 from bench.targets import targets
-from leaddb.settings import masked_url
+from leaddb.settings import asyncpg_dsn, masked_url
 
 Section = Callable[[Bench], Awaitable[None]]
 
@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> int:
     closers: list[Callable[[], Awaitable[object]]] = []
     try:
         dsn_url = await servers.create_database(place)
-        dsn = servers.asyncpg_dsn(dsn_url)
+        dsn = asyncpg_dsn(dsn_url)
         _progress(started, f"database {place.database} created; migrating")
         db = await servers.connect(place, cache_enabled=False)
         closers.append(db.close)

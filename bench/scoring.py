@@ -46,6 +46,7 @@ from leaddb.models import (
     LeadUpdate,
     OrganizationCreate,
 )
+from leaddb.settings import asyncpg_dsn
 
 __all__ = ["LEAD_BY_LEAD_SAMPLE", "bench_rescoring"]
 
@@ -194,7 +195,7 @@ async def _seed(db: LeadDB, leads: int, rules: int, now: datetime) -> _Scratch:
 
 async def _analyze(database_url: str) -> None:
     """Fresh planner statistics, as autovacuum would have them on a database in use."""
-    connection = await asyncpg.connect(_dsn(database_url))
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         await connection.execute("ANALYZE leads")
     except asyncpg.InsufficientPrivilegeError:
@@ -326,14 +327,10 @@ async def bench_rescoring(
 # --- standalone run -----------------------------------------------------------------------------
 
 
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def _standalone(admin_url: str, redis_url: str, leads: int, rules: int) -> dict[str, float]:
     """Run the benchmark in a scratch database created (and dropped) on ``admin_url``'s server."""
     name = f"leaddb_bench_scoring_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(_dsn(admin_url))
+    admin = await asyncpg.connect(asyncpg_dsn(admin_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -342,7 +339,7 @@ async def _standalone(admin_url: str, redis_url: str, leads: int, rules: int) ->
     try:
         return await bench_rescoring(url, redis_url, leads=leads, rules=rules)
     finally:
-        admin = await asyncpg.connect(_dsn(admin_url))
+        admin = await asyncpg.connect(asyncpg_dsn(admin_url))
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

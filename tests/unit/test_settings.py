@@ -185,3 +185,14 @@ def test_replica_urls_are_checked_one_by_one() -> None:
     with pytest.raises(ConfigurationError, match="LEADDB_REPLICA_URLS"):
         LeadDBSettings(replica_urls=SecretStr("postgresql://a@r1/db,redis://r2"))
     assert LeadDBSettings(replica_urls=SecretStr(" ")).replica_dsns() == []
+
+
+def test_asyncpg_dsn_of_a_url_takes_every_form_leaddb_settings_take() -> None:
+    from leaddb.settings import asyncpg_dsn
+
+    assert asyncpg_dsn("postgresql+asyncpg://app:s3cret@db:5433/leads") == (
+        "postgresql://app:s3cret@db:5433/leads"
+    )
+    assert asyncpg_dsn(
+        "postgresql://app@h1:5432,h2:5433/leads?target_session_attrs=read-write"
+    ) == ("postgresql://app@h1:5432,h2:5433/leads?target_session_attrs=read-write")
