@@ -8,8 +8,6 @@ deletes the Redis keys it wrote.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from leaddb import LeadDB, LeadDBSettings
-from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, start_postgres, start_redis
+from leaddb.embedded import EmbeddedPostgres, EmbeddedRedis, ScratchServers, start_missing
 from leaddb.settings import asyncpg_dsn, masked_url
 
 BENCH_KEY_PREFIX = "leaddb-bench"
@@ -60,21 +58,10 @@ def sqlalchemy_url(url: str) -> str:
 
 def start(database_url: str | None, redis_url: str | None) -> Servers:
     """Use the given servers; start embedded ones for those not given."""
-    scratch: Path | None = None
-    embedded_pg: EmbeddedPostgres | None = None
-    embedded_redis: EmbeddedRedis | None = None
-    if not database_url or not redis_url:
-        # Short: the embedded servers' unix sockets live inside it (sun_path is ~107 bytes).
-        scratch = Path(tempfile.mkdtemp(prefix="ldbb", dir="/tmp"))
-    if not database_url:
-        assert scratch is not None
-        embedded_pg = start_postgres(scratch, database="postgres", delete_on_stop=True)
-        database_url = embedded_pg.url
-    if not redis_url:
-        assert scratch is not None
-        embedded_redis = start_redis(scratch)
-        redis_url = embedded_redis.url
-    return Servers(database_url, redis_url, embedded_pg, embedded_redis, scratch)
+    started = start_missing(database_url, redis_url, prefix="ldbb")
+    return Servers(
+        started.database_url, started.redis_url, started.postgres, started.redis, started.scratch
+    )
 
 
 async def create_database(servers: Servers) -> str:
@@ -151,9 +138,10 @@ async def drop_database(servers: Servers) -> None:
 
 def stop(servers: Servers) -> None:
     """Stop what the run started and remove its scratch directory."""
-    if servers.embedded_redis is not None:
-        servers.embedded_redis.stop()
-    if servers.embedded_postgres is not None:
-        servers.embedded_postgres.stop()
-    if servers.scratch is not None:
-        shutil.rmtree(servers.scratch, ignore_errors=True)
+    ScratchServers(
+        servers.admin_url,
+        servers.redis_url,
+        servers.embedded_postgres,
+        servers.embedded_redis,
+        servers.scratch,
+    ).stop()

@@ -23,8 +23,10 @@ import importlib.util
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -340,3 +342,52 @@ def start_redis(data_dir: Path) -> EmbeddedRedis:
             )
     logger.info("embedded Redis listening on %s", socket)
     return EmbeddedRedis(data_dir=redis_dir, url=f"unix://{socket}")
+
+
+# -- throwaway servers for a run ------------------------------------------------------------------
+
+
+@dataclass
+class ScratchServers:
+    """The servers of one run (the test suite's, the bench's): the URLs it was given, and
+    embedded servers started for those it was not, in a scratch directory of its own."""
+
+    database_url: str
+    redis_url: str
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+    scratch: Path | None = None
+
+    def stop(self) -> None:
+        """Stop what was started here and remove the scratch directory."""
+        if self.redis is not None:
+            self.redis.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def start_missing(
+    database_url: str | None, redis_url: str | None, *, prefix: str
+) -> ScratchServers:
+    """``database_url`` and ``redis_url``, with an embedded server started for each not given
+    (a PostgreSQL server's ``postgres`` database, deleted when it stops; a Redis)."""
+    started = ScratchServers(database_url or "", redis_url or "")
+    if database_url and redis_url:
+        return started
+    # Short, and under /tmp: the servers' unix sockets live inside it (sun_path is ~107 bytes).
+    started.scratch = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        if not database_url:
+            started.postgres = start_postgres(
+                started.scratch, database="postgres", delete_on_stop=True
+            )
+            started.database_url = started.postgres.url
+        if not redis_url:
+            started.redis = start_redis(started.scratch)
+            started.redis_url = started.redis.url
+    except BaseException:
+        started.stop()
+        raise
+    return started

@@ -42,8 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -151,33 +149,23 @@ def _fixture_settings(database_url: str, redis_url: str) -> LeadDBSettings:
 @pytest.fixture(scope="session")
 def leaddb_servers() -> Iterator[Servers]:
     """``LEADDB_TEST_DATABASE_URL`` / ``LEADDB_TEST_REDIS_URL``, or embedded servers."""
-    admin_url = os.environ.get("LEADDB_TEST_DATABASE_URL", "").strip()
-    redis_url = os.environ.get("LEADDB_TEST_REDIS_URL", "").strip()
-    scratch: Path | None = None
-    embedded_pg: EmbeddedPostgres | None = None
-    embedded_redis: EmbeddedRedis | None = None
-    if not admin_url or not redis_url:
-        # Short, because the embedded servers' unix sockets live inside it.
-        scratch = Path(tempfile.mkdtemp(prefix="ldbt", dir="/tmp"))
-    from leaddb.embedded import start_postgres, start_redis
+    from leaddb.embedded import start_missing
 
+    started = start_missing(
+        os.environ.get("LEADDB_TEST_DATABASE_URL", "").strip() or None,
+        os.environ.get("LEADDB_TEST_REDIS_URL", "").strip() or None,
+        prefix="ldbt",
+    )
     try:
-        if not admin_url:
-            assert scratch is not None
-            embedded_pg = start_postgres(scratch, database="postgres", delete_on_stop=True)
-            admin_url = embedded_pg.url
-        if not redis_url:
-            assert scratch is not None
-            embedded_redis = start_redis(scratch)
-            redis_url = embedded_redis.url
-        yield Servers(admin_url, redis_url, embedded_pg, embedded_redis, scratch)
+        yield Servers(
+            started.database_url,
+            started.redis_url,
+            started.postgres,
+            started.redis,
+            started.scratch,
+        )
     finally:
-        if embedded_redis is not None:
-            embedded_redis.stop()
-        if embedded_pg is not None:
-            embedded_pg.stop()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        started.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

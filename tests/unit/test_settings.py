@@ -196,3 +196,15 @@ def test_asyncpg_dsn_of_a_url_takes_every_form_leaddb_settings_take() -> None:
     assert asyncpg_dsn(
         "postgresql://app@h1:5432,h2:5433/leads?target_session_attrs=read-write"
     ) == ("postgresql://app@h1:5432,h2:5433/leads?target_session_attrs=read-write")
+
+
+def test_start_missing_starts_nothing_for_a_run_given_both_servers() -> None:
+    from leaddb.embedded import start_missing
+
+    started = start_missing("postgresql://db/leads", "redis://cache:6379/0", prefix="ldbu")
+    assert (started.database_url, started.redis_url) == (
+        "postgresql://db/leads",
+        "redis://cache:6379/0",
+    )
+    assert (started.postgres, started.redis, started.scratch) == (None, None, None)
+    started.stop()
