@@ -15,7 +15,9 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Integer,
+    Select,
     and_,
     any_,
     case,
@@ -172,6 +174,7 @@ def _locked_update(
         ).cte("log")
         parameters += ["action", "actor"] if many else list(_AUDIT_PARAMS)
 
+    result: Select[Any] | CompoundSelect[Any]
     if many:
         result = union_all(
             select(*written.c, true().label("_written"), false().label("_unchanged")),
@@ -195,9 +198,7 @@ def _locked_update(
             written.c.id.is_not(None).label("_written"),
             and_(skipped, version_ok).label("_unchanged"),
         ).select_from(old.outerjoin(written, true()))
-    if log is not None:
-        result = result.add_cte(log)
-    return compile_positional(result, parameters)
+    return compile_positional(result if log is None else result.add_cte(log), parameters)
 
 
 def upsert_one(
