@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AsyncExitStack
+from typing import Any
 
+import asyncpg
 import redis.asyncio as aioredis
 
+from bench import raw_statements
 from bench.context import Bench
 from bench.ops_reads import LIST_FIRST_SQL, PAGE
+from bench.ops_writes import rounds_note
 from bench.seed import DEEP_STATUS
 from bench.servers import BENCH_KEY_PREFIX
 from bench.timing import Contender
@@ -156,9 +160,39 @@ async def cache(bench: Bench) -> None:
 
 
 async def row_level_security(bench: Bench) -> None:
-    """A get and an update, each in its own unit of work, with RLS on and off (same database)."""
+    """A get and an update, each in its own unit of work, with RLS on and off (same database),
+    beside the same statements and transactions sent by raw asyncpg (raw_statements).
+
+    The get and the update run in rounds on new connections, as the writes do: a backend's
+    speed depends on where the OS schedules it (Bench.new_connections), and a contender kept
+    on one connection for the whole section carried that luck into the ratio (the update's
+    on/off ratio ranged 1.05x to 1.13x over six runs of this section on one connection each).
+    """
+    rounds = bench.sizes.write_rounds
+    for round_number in range(rounds):
+        if round_number:
+            await bench.new_connections()
+        await _rls_get_round(bench, max(10, bench.sizes.iterations // rounds))
+    await _rls_list(bench)
+    for _ in range(rounds):
+        await bench.new_connections()
+        await _rls_update_round(bench, bench.sizes.write_round_iterations)
+
+
+async def _raw_statement_connections(
+    bench: Bench, stack: AsyncExitStack
+) -> dict[bool, asyncpg.Connection[Any]]:
+    """One connection for each raw-statement contender, opened for this round."""
+    connections = {}
+    for row_level_security in (True, False):
+        connection = await raw_statements.connect(bench, row_level_security=row_level_security)
+        stack.push_async_callback(connection.close)
+        connections[row_level_security] = connection
+    return connections
+
+
+async def _rls_get_round(bench: Bench, iterations: int) -> None:
     org = bench.big
-    writes = bench.sizes.write_iterations
     ids = bench.seeded.big_live_ids
     on, off = bench.db, bench.db_without_rls
 
@@ -170,31 +204,63 @@ async def row_level_security(bench: Bench) -> None:
         async with off.tenant(org) as uow:
             return await uow.leads.get(ids[i % len(ids)])
 
-    await bench.measure(
-        "rls_get",
-        "row-level security: get by id in its own unit of work",
-        [
-            Contender(RLS_OFF, get_off, "row_level_security=False", "floor"),
-            Contender(RLS_ON, get_on, "row_level_security=True (default)", "leaddb"),
-        ],
-        floor=RLS_OFF,
-    )
-    slices = {
-        RLS_ON: bench.seeded.take_ids(bench.sizes.inputs(writes)),
-        RLS_OFF: bench.seeded.take_ids(bench.sizes.inputs(writes)),
-    }
+    async with AsyncExitStack() as stack:
+        raw = await _raw_statement_connections(bench, stack)
+        await bench.measure(
+            "rls_get",
+            "row-level security: get by id in its own unit of work",
+            [
+                Contender(RLS_OFF, get_off, "row_level_security=False", "floor"),
+                Contender(RLS_ON, get_on, "row_level_security=True (default)", "leaddb"),
+                Contender(
+                    raw_statements.RAW_STATEMENT_OFF,
+                    raw_statements.get_call(
+                        raw[False],
+                        raw_statements.begin_sql(off, org, row_level_security=False),
+                        org,
+                        ids,
+                    ),
+                    raw_statements.OFF_NOTE,
+                    "reference",
+                ),
+                Contender(
+                    raw_statements.RAW_STATEMENT_ON,
+                    raw_statements.get_call(
+                        raw[True],
+                        raw_statements.begin_sql(on, org, row_level_security=True),
+                        org,
+                        ids,
+                    ),
+                    raw_statements.ON_NOTE,
+                    "reference",
+                ),
+            ],
+            iterations=iterations,
+            floor=RLS_OFF,
+            notes=[rounds_note(bench)],
+        )
+
+
+async def _rls_update_round(bench: Bench, count: int) -> None:
+    org = bench.big
+    on, off = bench.db, bench.db_without_rls
+    names = [RLS_ON, RLS_OFF, raw_statements.RAW_STATEMENT_ON, raw_statements.RAW_STATEMENT_OFF]
+    slices = {name: bench.seeded.take_ids(bench.sizes.inputs(count)) for name in names}
     versions: dict[uuid.UUID, int] = {}
     async with on.tenant(org) as uow:
         for lead in await uow.leads.get_many([i for chunk in slices.values() for i in chunk]):
             versions[lead.id] = lead.version
 
+    def target(name: str, i: int) -> tuple[uuid.UUID, int]:
+        lead_id = slices[name][i % len(slices[name])]
+        return lead_id, versions[lead_id]
+
     def updater(name: str) -> Contender:
-        target = on if name == RLS_ON else off
+        db = on if name == RLS_ON else off
 
         async def update(i: int) -> object:
-            lead_id = slices[name][i % len(slices[name])]
-            version = versions[lead_id]
-            async with target.tenant(org) as uow:
+            lead_id, version = target(name, i)
+            async with db.tenant(org) as uow:
                 lead = await uow.leads.update(
                     lead_id, LeadUpdate(score=version % 101), expected_version=version
                 )
@@ -208,6 +274,53 @@ async def row_level_security(bench: Bench) -> None:
             "update(id, LeadUpdate(score), expected_version) + commit",
             "leaddb" if name == RLS_ON else "floor",
         )
+
+    def raw_updater(
+        name: str, connection: asyncpg.Connection[Any], begin: str, note: str
+    ) -> Contender:
+        async def update(i: int) -> object:
+            lead_id, version = target(name, i)
+            args = raw_statements.update_args(org, lead_id, version % 101, version)
+            await connection.execute(begin)
+            row = await connection.fetchrow(raw_statements.UPDATE.text, *args)
+            await connection.execute("COMMIT")
+            if row is None or not (row["_written"] or row["_unchanged"]):
+                raise AssertionError(f"{name}: the update of {lead_id} wrote nothing")
+            versions[lead_id] = row["version"]
+            return row
+
+        return Contender(name, update, note, "reference")
+
+    async with AsyncExitStack() as stack:
+        raw = await _raw_statement_connections(bench, stack)
+        await bench.measure(
+            "rls_update",
+            "row-level security: update in its own unit of work",
+            [
+                updater(RLS_OFF),
+                updater(RLS_ON),
+                raw_updater(
+                    raw_statements.RAW_STATEMENT_OFF,
+                    raw[False],
+                    raw_statements.begin_sql(off, org, row_level_security=False),
+                    raw_statements.OFF_NOTE,
+                ),
+                raw_updater(
+                    raw_statements.RAW_STATEMENT_ON,
+                    raw[True],
+                    raw_statements.begin_sql(on, org, row_level_security=True),
+                    raw_statements.ON_NOTE,
+                ),
+            ],
+            iterations=count,
+            floor=RLS_OFF,
+            notes=[rounds_note(bench)],
+        )
+
+
+async def _rls_list(bench: Bench) -> None:
+    org = bench.big
+    on, off = bench.db, bench.db_without_rls
 
     async def list_on(i: int) -> object:
         async with on.tenant(org) as uow:
@@ -232,13 +345,6 @@ async def row_level_security(bench: Bench) -> None:
         ],
     )
     await _explain_status_listing(bench)
-    await bench.measure(
-        "rls_update",
-        "row-level security: update in its own unit of work",
-        [updater(RLS_OFF), updater(RLS_ON)],
-        iterations=writes,
-        floor=RLS_OFF,
-    )
 
 
 async def _explain_status_listing(bench: Bench) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlmodel import col
 from uuid_utils.compat import uuid7
 
-from bench import peers
+from bench import peers, raw_statements
 from bench.context import RAW, Bench
 from bench.ops_reads import COLUMNS, _live
 from bench.seed import create_organization, lead_values
@@ -85,7 +85,7 @@ async def _in_rounds(bench: Bench, one_round: Callable[[Bench], Awaitable[None]]
         await one_round(bench)
 
 
-def _rounds_note(bench: Bench) -> str:
+def rounds_note(bench: Bench) -> str:
     sizes = bench.sizes
     return (
         f"{sizes.write_rounds} rounds of {sizes.write_round_iterations} calls per contender, "
@@ -181,7 +181,7 @@ async def _create_one_round(bench: Bench) -> None:
             # Blocks as long as when the calls were not split into rounds.
             block=bench.sizes.block,
             notes=[
-                _rounds_note(bench),
+                rounds_note(bench),
                 "leaddb writes an audit row (activity_logs) in the same statement; no peer does",
                 "inputs (tuples, ORM instances, LeadCreate) are built before timing",
             ],
@@ -191,7 +191,7 @@ async def _create_one_round(bench: Bench) -> None:
 async def _update_one_round(bench: Bench) -> None:
     count = bench.sizes.write_round_iterations
     org = bench.big
-    names = ["raw", "pooled", "orm", "aa", "fc", "leaddb", "leaddb_without_rls"]
+    names = ["raw", "pooled", "orm", "aa", "fc", "leaddb", "leaddb_without_rls", "statement"]
     slices = {name: bench.seeded.take_ids(bench.sizes.inputs(count)) for name in names}
     state: dict[uuid.UUID, tuple[int, int]] = {}
     async with AsyncExitStack() as stack:
@@ -306,7 +306,28 @@ async def _update_one_round(bench: Bench) -> None:
 
             return one
 
+        statement_connection = await raw_statements.connect(bench, row_level_security=True)
+        stack.push_async_callback(statement_connection.close)
+        begin = raw_statements.begin_sql(bench.db, org, row_level_security=True)
+
+        async def leaddb_statement(i: int) -> object:
+            lead_id, version, score = target("statement", i)
+            args = raw_statements.update_args(org, lead_id, score, version)
+            await statement_connection.execute(begin)
+            row = await statement_connection.fetchrow(raw_statements.UPDATE.text, *args)
+            await statement_connection.execute("COMMIT")
+            if row is None or not row["_written"]:
+                raise StaleVersion(lead_id)
+            done(lead_id, version, score)
+            return row
+
         contenders += [
+            Contender(
+                raw_statements.RAW_STATEMENT_ON,
+                leaddb_statement,
+                raw_statements.ON_NOTE,
+                "reference",
+            ),
             Contender(
                 LEADDB,
                 leaddb_update(bench.db, "leaddb"),
@@ -329,7 +350,7 @@ async def _update_one_round(bench: Bench) -> None:
             # Blocks as long as when the calls were not split into rounds.
             block=bench.sizes.block,
             notes=[
-                _rounds_note(bench),
+                rounds_note(bench),
                 "leaddb's single statement also writes the audit row (fields before and after); "
                 "the ORM and advanced-alchemy check the version in Python after loading the row, "
                 "fastcrud puts it in the WHERE clause",

@@ -29,6 +29,7 @@ from bench.ops_telemetry import (
     ON,
 )
 from bench.ops_writes import LEADDB_WITHOUT_RLS as UPDATE_WITHOUT_RLS
+from bench.raw_statements import RAW_STATEMENT_OFF, RAW_STATEMENT_ON
 
 LEADDB = "leaddb"
 LEADDB_BULK = "leaddb create_many"
@@ -84,6 +85,15 @@ def _fastest_peer(result: OperationResult | None) -> tuple[str, float]:
     return best.name, best.median
 
 
+def _postgres_alone(result: OperationResult | None) -> str:
+    """The same on/off ratio of leaddb's statements sent by raw asyncpg (bench.raw_statements):
+    what PostgreSQL's policies cost with no leaddb Python in the way."""
+    ratio = _ratio(result, RAW_STATEMENT_ON, RAW_STATEMENT_OFF)
+    if math.isnan(ratio):
+        return ""
+    return f"the same statements and transactions sent by raw asyncpg, on / off: {ratio:.2f}x"
+
+
 def targets(results: dict[str, OperationResult]) -> list[Target]:
     """Every target of issues 5, 6 and 11 that this run's figures decide."""
     get = results.get("get")
@@ -91,6 +101,7 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
     deep = results.get("list_deep")
     bulk = results.get("create_many")
     update_without_rls = _ratio(results.get("update"), UPDATE_WITHOUT_RLS, RAW)
+    update_sql_alone = _ratio(results.get("update"), RAW_STATEMENT_ON, RAW)
     found: list[Target] = [
         Target(
             5,
@@ -105,7 +116,8 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
             1.5,
             detail=(
                 "with row-level security off (the statement and its audit row without the "
-                f"signed context's policies): {update_without_rls:.2f}x"
+                f"signed context's policies): {update_without_rls:.2f}x; leaddb's statements "
+                f"and transaction sent by raw asyncpg (no leaddb Python): {update_sql_alone:.2f}x"
             ),
         ),
         Target(5, "create one / raw asyncpg", _ratio(results.get("create"), LEADDB, RAW), 1.5),
@@ -187,12 +199,14 @@ def targets(results: dict[str, OperationResult]) -> list[Target]:
             "get (own uow): signed-context RLS on / off",
             _ratio(results.get("rls_get"), RLS_ON, RLS_OFF),
             1.10,
+            detail=_postgres_alone(results.get("rls_get")),
         ),
         Target(
             20,
             "update (own uow): signed-context RLS on / off",
             _ratio(results.get("rls_update"), RLS_ON, RLS_OFF),
             1.10,
+            detail=_postgres_alone(results.get("rls_update")),
         ),
         Target(
             21,
