@@ -93,14 +93,18 @@ class OperationResult:
         """The leaddb-to-floor ratio of each round, when there was more than one."""
         if len(self.round_medians) < 2 or self.floor is None:
             return None
+        # The first contender of leaddb's own: "leaddb", or "leaddb, row-level security on".
+        name = next((s.name for s in self.samples if s.kind == "leaddb"), None)
+        if name is None:
+            return None
         ratios = []
         for medians in self.round_medians:
-            floor, mine = medians.get(self.floor), medians.get("leaddb")
+            floor, mine = medians.get(self.floor), medians.get(name)
             if floor and mine:
                 ratios.append(f"{mine / floor:.2f}x")
         if not ratios:
             return None
-        return f"leaddb / {self.floor}, round by round: {', '.join(ratios)}"
+        return f"{name} / {self.floor}, round by round: {', '.join(ratios)}"
 
     def by_name(self, name: str) -> Samples | None:
         for samples in self.samples:
