@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -67,6 +67,10 @@ class RedisTransport(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+CLUSTER_CALLS_IN_FLIGHT: Final = 32
+"""Scripts ``evalsha_many`` runs at once on a Redis Cluster (see there)."""
 
 
 class RedisPyTransport:
@@ -127,9 +131,17 @@ class RedisPyTransport:
             # A cluster pipeline sends EVALSHA to each node and fails with NOSCRIPT on a node
             # that has not seen the script yet (redis-py loads it where the pipeline is made,
             # not on every node): concurrent calls, each loading the script where it runs.
-            replies = await asyncio.gather(
-                *(registered(keys=keys, args=args) for keys, args in calls)
-            )
+            # Each call in flight holds a connection of its node's pool, which redis-py caps
+            # (100 by default) with MaxConnectionsError rather than a wait: so at most
+            # CLUSTER_CALLS_IN_FLIGHT at once. An organization's 256 users, spread over
+            # three masters by their slots, put more than 100 on one of them now and then.
+            in_flight = asyncio.Semaphore(CLUSTER_CALLS_IN_FLIGHT)
+
+            async def call(keys: list[str], args: list[Any]) -> Any:
+                async with in_flight:
+                    return await registered(keys=keys, args=args)
+
+            replies = await asyncio.gather(*(call(keys, args) for keys, args in calls))
             return list(replies)
         # One pipeline on one connection (calls in flight at once would each take a
         # connection of the pool); redis-py loads the script before the pipeline runs.

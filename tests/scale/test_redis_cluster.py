@@ -12,8 +12,11 @@ from integration.factories import make_lead, make_org, make_user
 
 from leaddb import LeadDB
 from leaddb.cache.keys import epoch_key
+from leaddb.connections.redis_topology import create_client
+from leaddb.connections.redis_transport import RedisPyTransport
 from leaddb.models import LeadUpdate
 from leaddb.sessions.tokens import organization_index_key, user_index_key
+from leaddb.settings import parse_redis_url
 
 from .redis_topology import RedisCluster3
 
@@ -103,3 +106,24 @@ async def test_a_master_killed_mid_run_means_postgres_reads_and_nothing_stale_af
         served_from_cache += cluster_db.cache.stats().hits - before
         await asyncio.sleep(0.05)
     assert served_from_cache >= 3, "the cache never came back after the master restarted"
+
+
+async def test_many_scripts_on_one_master_do_not_exhaust_its_connection_pool(
+    cluster: RedisCluster3,
+) -> None:
+    # Every key in one slot, so every call goes to one master: more calls than redis-py's
+    # pool allows per node (100) raised MaxConnectionsError when all ran at once.
+    client = create_client(parse_redis_url(cluster.url), timeout=2.0, retries=True)
+    transport = RedisPyTransport(client, owned=True)
+    try:
+        tag = uuid.uuid4().hex
+        calls = [([f"{{{tag}}}:{i}"], [str(i)]) for i in range(300)]
+        script = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
+        # Twice: the first run loads the script and opens the connections one by one; on the
+        # second, all 300 calls went out at once.
+        for _ in range(2):
+            replies = await transport.evalsha_many(script, calls)
+            assert replies == [str(i).encode() for i in range(300)]
+        assert len({cluster.node_of(keys[0]) for keys, _ in calls}) == 1
+    finally:
+        await transport.close()
