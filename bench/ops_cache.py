@@ -280,10 +280,9 @@ async def _rls_update_round(bench: Bench, count: int) -> None:
     ) -> Contender:
         async def update(i: int) -> object:
             lead_id, version = target(name, i)
-            args = raw_statements.update_args(org, lead_id, version % 101, version)
-            await connection.execute(begin)
-            row = await connection.fetchrow(raw_statements.UPDATE.text, *args)
-            await connection.execute("COMMIT")
+            row = await raw_statements.update(
+                connection, begin, org, lead_id, version % 101, version
+            )
             if row is None or not (row["_written"] or row["_unchanged"]):
                 raise AssertionError(f"{name}: the update of {lead_id} wrote nothing")
             versions[lead_id] = row["version"]

@@ -312,10 +312,9 @@ async def _update_one_round(bench: Bench) -> None:
 
         async def leaddb_statement(i: int) -> object:
             lead_id, version, score = target("statement", i)
-            args = raw_statements.update_args(org, lead_id, score, version)
-            await statement_connection.execute(begin)
-            row = await statement_connection.fetchrow(raw_statements.UPDATE.text, *args)
-            await statement_connection.execute("COMMIT")
+            row = await raw_statements.update(
+                statement_connection, begin, org, lead_id, score, version
+            )
             if row is None or not row["_written"]:
                 raise StaleVersion(lead_id)
             done(lead_id, version, score)

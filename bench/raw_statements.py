@@ -56,9 +56,21 @@ def begin_sql(db: LeadDB, org: uuid.UUID, *, row_level_security: bool) -> str:
     return f"BEGIN; SET LOCAL leaddb.tenant = '{context}'"
 
 
-def update_args(org: uuid.UUID, lead_id: uuid.UUID, score: int, version: int) -> list[Any]:
-    """The update's parameters in the order the repository passes them."""
-    return list(UPDATE.args([org, lead_id, score, version, "updated", None, new_id()]))
+async def update(
+    connection: asyncpg.Connection[Any],
+    begin: str,
+    org: uuid.UUID,
+    lead_id: uuid.UUID,
+    score: int,
+    version: int,
+) -> asyncpg.Record | None:
+    """An update in its own transaction: BEGIN, the repository's statement (its parameters in
+    the repository's order), COMMIT; the statement's row."""
+    args = UPDATE.args([org, lead_id, score, version, "updated", None, new_id()])
+    await connection.execute(begin)
+    row: asyncpg.Record | None = await connection.fetchrow(UPDATE.text, *args)
+    await connection.execute("COMMIT")
+    return row
 
 
 def get_call(

@@ -118,12 +118,12 @@ async def test_many_scripts_on_one_master_do_not_exhaust_its_connection_pool(
     try:
         tag = uuid.uuid4().hex
         calls = [([f"{{{tag}}}:{i}"], [str(i)]) for i in range(300)]
+        assert len({cluster.node_of(keys[0]) for keys, _ in calls}) == 1
         script = "redis.call('SET', KEYS[1], ARGV[1]) return redis.call('GET', KEYS[1])"
         # Twice: the first run loads the script and opens the connections one by one; on the
         # second, all 300 calls went out at once.
         for _ in range(2):
             replies = await transport.evalsha_many(script, calls)
             assert replies == [str(i).encode() for i in range(300)]
-        assert len({cluster.node_of(keys[0]) for keys, _ in calls}) == 1
     finally:
         await transport.close()
