@@ -34,7 +34,9 @@ def install_once(session: nox.Session, *requirements: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite against real servers (embedded ones unless LEADDB_TEST_* are set)."""
-    session.install("-e", ".[dev,embedded]")
+    # pip too: the wheel tests build and install leaddb's wheel with the suite's own
+    # interpreter, and a venv that uv made has no pip of its own.
+    session.install("-e", ".[dev,embedded]", "pip")
     session.run("pytest", *(session.posargs or ["-q"]))
 
 
